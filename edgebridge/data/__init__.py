@@ -1,0 +1,1 @@
+"""Recordings, loaders, paired windows and the synthetic generator (NumPy only)."""
