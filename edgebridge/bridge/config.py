@@ -17,12 +17,14 @@ PROTOTYPE_INITS = ("randreal", "randn")
 
 @dataclass(frozen=True)
 class ModelRef:
-    """How to rebuild a frozen model: registry name, factory kwargs, and where its weights came from."""
+    """How to rebuild a frozen model: registry name, factory kwargs, weights (and task head) with their hashes."""
 
     backbone: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     sha256: str | None = None
+    head: str | None = None
+    head_sha256: str | None = None
 
 
 @dataclass(frozen=True)
