@@ -94,9 +94,9 @@ def same_conv_weight(widths: Sequence[float], n_times: int) -> tuple[np.ndarray,
     kernels = [ricker_kernel(w, n_times) for w in widths]
     pads = [k.shape[0] // 2 for k in kernels]
     left = max(pads)
-    size = max(left - p + k.shape[0] for k, p in zip(kernels, pads))
+    size = max(left - p + k.shape[0] for k, p in zip(kernels, pads, strict=True))
     weight = np.zeros((len(kernels), 1, size))
-    for i, (k, p) in enumerate(zip(kernels, pads)):
+    for i, (k, p) in enumerate(zip(kernels, pads, strict=True)):
         weight[i, 0, left - p:left - p + k.shape[0]] = k
     return weight, left
 
