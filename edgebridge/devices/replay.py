@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgebridge.data.recordings import Recording
 from edgebridge.devices.base import Chunk, SourceError, SourceStats, register_source
+
+if TYPE_CHECKING:  # the data package (and its loaders) is not needed on a device
+    from edgebridge.data.recordings import Recording
 
 log = logging.getLogger(__name__)
 
