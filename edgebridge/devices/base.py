@@ -134,3 +134,49 @@ def open_source(uri: str, **options: Any) -> Source:
     """
     scheme, rest = parse_uri(uri)
     return SOURCES.get(scheme)(rest, **options)
+
+
+class ChunkAssembler:
+    """Turns ``(device counters, samples)`` blocks into contiguous Chunks, split at counter gaps.
+
+    Live sources (serial, BrainFlow, LSL) hand over whatever arrived; a chunk must be gap-free, so a block with a
+    lost stretch is returned in pieces over successive ``pop`` calls. Gaps are counted in ``stats``.
+
+    Shapes: add: counters (n,) int64 (monotonic, already unwrapped), values (C, n).
+    """
+
+    def __init__(self, fs_hz: float, channels: tuple[str, ...], stats: SourceStats) -> None:
+        self.fs_hz, self.channels, self.stats = fs_hz, channels, stats
+        self._counters: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._origin: int | None = None
+        self._next: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._counters)
+
+    def add(self, counters: np.ndarray, values: np.ndarray) -> None:
+        if len(counters):
+            self._counters.append(np.asarray(counters, dtype=np.int64))
+            self._values.append(np.asarray(values, dtype=np.float32))
+
+    def pop(self) -> Chunk | None:
+        """The oldest contiguous run of samples, or None when nothing is pending."""
+        if not self._counters:
+            return None
+        counters = np.concatenate(self._counters)
+        values = np.concatenate(self._values, axis=1)
+        breaks = np.flatnonzero(np.diff(counters) != 1)
+        k = int(breaks[0]) + 1 if breaks.size else counters.size
+        self._counters, self._values = ([counters[k:]], [values[:, k:]]) if k < counters.size else ([], [])
+        first = int(counters[0])
+        if self._origin is None:
+            self._origin = first
+        elif first != self._next:
+            self.stats.gaps += 1
+            self.stats.gap_samples += max(0, first - self._next)
+            log.info("%d sample(s) lost before device counter %d", first - self._next, first)
+        self._next = int(counters[k - 1]) + 1
+        self.stats.samples += k
+        self.stats.chunks += 1
+        return Chunk.from_counter(values[:, :k], self.fs_hz, self.channels, first - self._origin)

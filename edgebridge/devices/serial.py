@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebridge.devices.base import Chunk, SourceError, SourceStats, missing_extra, register_source
+from edgebridge.devices.base import Chunk, ChunkAssembler, SourceError, SourceStats, missing_extra, register_source
 from edgebridge.devices.frames import CounterUnwrapper, make_parser
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,7 @@ class SerialSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()
-        self._origin: int | None = None
-        self._next: int | None = None
+        self._assembler = ChunkAssembler(self.fs_hz, self.channels, self.stats)
 
     @property
     def is_open(self) -> bool:
@@ -156,35 +155,16 @@ class SerialSource:
 
     def read(self, timeout_s: float = 0.1) -> Chunk | None:
         """Samples received since the last call, up to the first counter gap (the rest comes next call)."""
-        with self._cond:
-            if not self._pending and not self._cond.wait_for(lambda: bool(self._pending), timeout_s):
-                return None
-            blocks = list(self._pending)
-            self._pending.clear()
-            self._n_pending = 0
-        counters = np.concatenate([b[0] for b in blocks])
-        values = np.concatenate([b[1] for b in blocks])
-        breaks = np.flatnonzero(np.diff(counters) != 1)
-        if breaks.size:  # hand back everything after the first discontinuity
-            k = int(breaks[0]) + 1
+        if not self._assembler:
             with self._cond:
-                self._pending.appendleft((counters[k:], values[k:]))
-                self._n_pending += len(counters) - k
-            counters, values = counters[:k], values[:k]
-        return self._chunk(counters, values)
-
-    def _chunk(self, counters: np.ndarray, values: np.ndarray) -> Chunk:
-        first = int(counters[0])
-        if self._origin is None:
-            self._origin = first
-        elif first != self._next:
-            self.stats.gaps += 1
-            self.stats.gap_samples += max(0, first - self._next)
-            log.info("%s: %d sample(s) lost before counter %d", self.port, first - self._next, first)
-        self._next = int(counters[-1]) + 1
-        self.stats.samples += len(counters)
-        self.stats.chunks += 1
-        return Chunk.from_counter(values.T, self.fs_hz, self.channels, first - self._origin)
+                if not self._pending and not self._cond.wait_for(lambda: bool(self._pending), timeout_s):
+                    return None
+                blocks = list(self._pending)
+                self._pending.clear()
+                self._n_pending = 0
+            for counters, values in blocks:
+                self._assembler.add(counters, values.T)
+        return self._assembler.pop()
 
 
 @register_source("serial")
