@@ -205,3 +205,14 @@ def test_full_pickle_refused_without_trust(tmp_path) -> None:
         get_backbone_entry("labram_base").load_weights(model, tmp_path / "pickled.pth")
     assert not isinstance(info.value, CheckpointMismatch)
     get_backbone_entry("labram_base").load_weights(model, tmp_path / "pickled.pth", trust_pickle=True)
+
+
+def test_exports_to_onnx(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(7)
+    model = labram_base(window_s=3.0, **TINY).eval()
+    x = torch.randn(2, 6, 600)
+    path = tmp_path / "labram.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(y - model(x).detach().numpy()).max() < 1e-4

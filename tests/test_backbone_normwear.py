@@ -215,3 +215,13 @@ def test_registry_tiny_entry() -> None:
     entry = get_backbone_entry("normwear")
     model = get_backbone("normwear", **entry.tiny_kwargs)
     assert model.probe()[0].in_tokens == 3 * (1 + 7 * 13)
+
+
+def test_exports_to_onnx_with_cwt_inside(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    model = tiny(seed=5, depth=2)
+    x = torch.randn(2, 3, 65)
+    path = tmp_path / "normwear.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(y - model(x).detach().numpy()).max() < 1e-4
