@@ -151,7 +151,8 @@ def _file_channels(path: Path, names: list[str], cfg: dict[str, Any]) -> tuple[d
         rates = {}
         if time_col:
             t = cols.pop(time_col)
-            rates = {n: 1.0 / float(np.median(np.diff(t))) for n in names} if t.size > 1 else {}
+            # whole-span rate: time stamps written with few decimals make single differences jitter
+            rates = {n: (t.size - 1) / float(t[-1] - t[0]) for n in names} if t.size > 1 else {}
         return cols, rates
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
