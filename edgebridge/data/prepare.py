@@ -234,6 +234,7 @@ def _settings(loader: SubjectLoader, root: Path, mode: str, options: dict[str, A
           "seed": seed, "split_by": split_by, "keep_unlabelled": keep_unlabelled,
           "loader_options": {k: list(v) if isinstance(v, tuple) else v for k, v in loader_options.items()}}
     st.update(picked)
+    st["window_s"], st["stride_s"] = float(st["window_s"]), float(st["stride_s"])
     if st["new"] == st["old"]:
         raise ValueError(f"new and old modality are both '{st['new']}'")
     mods = st["loader_options"].get("modalities")
