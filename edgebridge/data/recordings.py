@@ -107,4 +107,6 @@ def register_loader(name: str) -> Callable[[LoaderFn], LoaderFn]:
 
 
 def get_loader(name: str) -> LoaderFn:
+    import edgebridge.data  # noqa: F401  (registers the built-in loaders)
+
     return LOADERS.get(name)
