@@ -1,3 +1,3 @@
 """Recordings, loaders, paired windows and the synthetic generator (NumPy only)."""
 
-from edgebridge.data import dalia, fog, generic, isruc, sleepedf, wesad  # noqa: F401  (register the loaders)
+from edgebridge.data import dalia, fog, generic, isruc, sleepedf, synthetic, wesad  # noqa: F401  (register the loaders)
