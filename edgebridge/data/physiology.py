@@ -8,9 +8,11 @@ Equations and parameter tables: docs/synthetic_data.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy import fft as sfft
 
 from edgebridge.registry import Registry
 
@@ -83,6 +85,8 @@ class SubjectTraits:
     ppg_rise_s: float  # PPG foot to systolic peak
     ppg_amp: float
     ppg_fall_s: float  # decay width of the systolic wave at RR = 1 s
+    ppg_tail_frac: float  # share of the systolic wave that runs off exponentially through diastole
+    ppg_tail_s: float  # run-off time constant at RR = 1 s
     ppg_dia_ratio: float
     ppg_dia_delay_s: float  # systolic peak to diastolic peak at RR = 1 s
     ecg_amps_mv: tuple[float, float, float, float, float]  # P, Q, R, S, T
@@ -109,6 +113,8 @@ def draw_traits(rng: np.random.Generator) -> SubjectTraits:
         ppg_rise_s=float(rng.uniform(0.11, 0.16)),
         ppg_amp=float(rng.lognormal(0.0, 0.3)),
         ppg_fall_s=float(rng.uniform(0.13, 0.17)),
+        ppg_tail_frac=float(rng.uniform(0.25, 0.4)),
+        ppg_tail_s=float(rng.uniform(0.3, 0.45)),
         ppg_dia_ratio=float(rng.uniform(0.2, 0.35)),
         ppg_dia_delay_s=float(rng.uniform(0.30, 0.36)),
         ecg_amps_mv=(float(rng.uniform(0.1, 0.2)), float(-r_mv * rng.uniform(0.05, 0.12)), float(r_mv),
@@ -164,25 +170,26 @@ def schedule(timeline: Timeline, values: dict[str, dict[str, float]], key: str, 
     return np.interp(t_s, knots_t, knots_v)
 
 
-def shaped_noise(rng: np.random.Generator, n: int, fs_hz: float, gain: np.ndarray | None = None,
-                 lo_hz: float = 0.0, hi_hz: float | None = None) -> np.ndarray:
+def shaped_noise(rng: np.random.Generator, n: int, fs_hz: float,
+                 gain: Callable[[np.ndarray], np.ndarray] | None = None, lo_hz: float = 0.0,
+                 hi_hz: float | None = None) -> np.ndarray:
     """Gaussian noise with a spectrum shaped in the FFT domain, scaled to unit s.d.
 
-    ``gain`` (per rfft bin) wins over the band ``[lo_hz, hi_hz]``. Shapes: -> (n,) float64.
+    ``gain(f_hz)`` (amplitude per frequency) wins over the band ``[lo_hz, hi_hz]``. The FFT runs on a fast
+    length and is cut back to ``n``. Shapes: -> (n,) float64.
     """
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f_hz = np.fft.rfftfreq(n, 1.0 / fs_hz)
-    if gain is None:
-        gain = ((f_hz >= lo_hz) & (f_hz <= (hi_hz if hi_hz is not None else fs_hz))).astype(float)
-    y = np.fft.irfft(spec * gain, n)
+    m = sfft.next_fast_len(n, real=True)
+    spec = sfft.rfft(rng.standard_normal(m))
+    f_hz = sfft.rfftfreq(m, 1.0 / fs_hz)
+    g = gain(f_hz) if gain is not None else ((f_hz >= lo_hz) & (f_hz <= (hi_hz or fs_hz))).astype(float)
+    y = sfft.irfft(spec * g, m)[:n]
     sd = y.std()
     return y / sd if sd > 0 else y
 
 
 def smooth_noise(rng: np.random.Generator, n: int, fs_hz: float, cutoff_hz: float) -> np.ndarray:
     """Unit-s.d. noise with a Gaussian low-pass spectrum: slow drifts and wanders. Shapes: -> (n,)."""
-    f_hz = np.fft.rfftfreq(n, 1.0 / fs_hz)
-    return shaped_noise(rng, n, fs_hz, gain=np.exp(-0.5 * (f_hz / cutoff_hz) ** 2))
+    return shaped_noise(rng, n, fs_hz, gain=lambda f_hz: np.exp(-0.5 * (f_hz / cutoff_hz) ** 2))
 
 
 def draw_bursts(rng: np.random.Generator, total_s: float, per_min: float, dur_s: Range) -> np.ndarray:

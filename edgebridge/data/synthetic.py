@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -66,23 +66,47 @@ class SyntheticConfig:
             raise ValueError(f"noise_level and transition_s must be >= 0, got {self.noise_level}, {self.transition_s}")
 
 
-def render_waves(n: int, fs_hz: float, centers_s: np.ndarray, amps: np.ndarray, sigma_before_s: np.ndarray,
-                 sigma_after_s: np.ndarray) -> np.ndarray:
-    """Sum of (possibly asymmetric) Gaussian waves, rendered only near each centre and summed with bincount.
+def _render(n: int, fs_hz: float, centers_s: np.ndarray, reach_s: float, kernel: Callable) -> np.ndarray:
+    """Sum of per-event kernels evaluated only within ``reach_s`` of each centre (bincount, no per-sample loop).
 
-    Widths get a half-sample floor so narrow waves (the R wave at low rates) are not point-sampled away.
-    Shapes: centers_s, amps, sigma_*: (K,) -> (n,) float64.
+    ``kernel(dt_s, k)`` gets the offsets (K, L) from each centre and returns their values. Shapes: -> (n,).
     """
-    floor = (0.5 / fs_hz) ** 2
-    s_lo = np.sqrt(np.broadcast_to(sigma_before_s, centers_s.shape) ** 2 + floor)
-    s_hi = np.sqrt(np.broadcast_to(sigma_after_s, centers_s.shape) ** 2 + floor)
-    half = int(np.ceil(4.5 * max(s_lo.max(initial=0.0), s_hi.max(initial=0.0)) * fs_hz))
+    half = int(np.ceil(reach_s * fs_hz)) + 1
     idx = np.round(centers_s * fs_hz).astype(np.int64)[:, None] + np.arange(-half, half + 1)
-    dt = idx / fs_hz - centers_s[:, None]
-    sigma = np.where(dt < 0, s_lo[:, None], s_hi[:, None])
-    val = amps[:, None] * np.exp(-0.5 * (dt / sigma) ** 2)
+    val = kernel(idx / fs_hz - centers_s[:, None])
     ok = (idx >= 0) & (idx < n)
     return np.bincount(idx[ok], weights=val[ok], minlength=n)
+
+
+def render_waves(n: int, fs_hz: float, centers_s: np.ndarray, amps: np.ndarray, sigma_before_s: np.ndarray,
+                 sigma_after_s: np.ndarray) -> np.ndarray:
+    """Sum of (possibly asymmetric) Gaussian waves. Widths get a half-sample floor so narrow waves (the R wave at
+    low rates) are not point-sampled away. Shapes: centers_s, amps, sigma_*: (K,) -> (n,) float64.
+    """
+    floor = (0.5 / fs_hz) ** 2
+    s_lo = np.sqrt(np.broadcast_to(sigma_before_s, centers_s.shape) ** 2 + floor)[:, None]
+    s_hi = np.sqrt(np.broadcast_to(sigma_after_s, centers_s.shape) ** 2 + floor)[:, None]
+    reach = 4.5 * max(s_lo.max(initial=0.0), s_hi.max(initial=0.0))
+    return _render(n, fs_hz, centers_s, reach,
+                   lambda dt: amps[:, None] * np.exp(-0.5 * (dt / np.where(dt < 0, s_lo, s_hi)) ** 2))
+
+
+def render_pulses(n: int, fs_hz: float, peaks_s: np.ndarray, amps: np.ndarray, rise_s: float, fall_s: np.ndarray,
+                  tail_frac: float, tail_s: np.ndarray) -> np.ndarray:
+    """PPG systolic pulses: a raised-cosine upstroke from the foot (``rise_s`` before the peak), then a Gaussian
+    fall mixed with an exponential diastolic run-off that carries on into the next beat.
+
+    Shapes: peaks_s, amps, fall_s, tail_s: (K,) -> (n,) float64.
+    """
+    fall, tail = fall_s[:, None], tail_s[:, None]
+
+    def kernel(dt: np.ndarray) -> np.ndarray:
+        up = 0.5 + 0.5 * np.cos(np.pi * np.clip(dt / rise_s, -1.0, 0.0))
+        down = (1 - tail_frac) * np.exp(-0.5 * (dt / fall) ** 2) + tail_frac * np.exp(-np.maximum(dt, 0) / tail)
+        return amps[:, None] * np.where(dt < 0, up, down)
+
+    return _render(n, fs_hz, peaks_s, max(rise_s, 4.5 * fall_s.max(initial=0.0), 5.0 * tail_s.max(initial=0.0)),
+                   kernel)
 
 
 def _at(t_s: np.ndarray, drv: phys.Drivers, series: np.ndarray) -> np.ndarray:
@@ -140,10 +164,9 @@ def render_ppg(r_s: np.ndarray, beats: dict[str, np.ndarray], traits: phys.Subje
     srr = np.sqrt(_prev_rr(r_s))
     t_sys, amp = beats["peak_s"], beats["amp"]
     t_dia = t_sys + traits.ppg_dia_delay_s * srr
-    clean = render_waves(n, fs_hz, np.concatenate([t_sys, t_dia]),
-                         np.concatenate([amp, amp * traits.ppg_dia_ratio]),
-                         np.concatenate([np.full(r_s.size, traits.ppg_rise_s / 2.45), 0.07 * srr]),
-                         np.concatenate([traits.ppg_fall_s * srr, 0.09 * srr]))
+    clean = render_pulses(n, fs_hz, t_sys, amp, traits.ppg_rise_s, traits.ppg_fall_s * srr, traits.ppg_tail_frac,
+                          traits.ppg_tail_s * srr)
+    clean += render_waves(n, fs_hz, t_dia, amp * traits.ppg_dia_ratio, 0.07 * srr, 0.09 * srr)
     t = np.arange(n) / fs_hz
     clean += _at(t, drv, 0.08 * drv.curves["ppg_amp"] * drv.resp)  # respiration-induced intensity variation
     total_s = n / fs_hz
@@ -174,9 +197,12 @@ def render_eeg(traits: phys.SubjectTraits, drv: phys.Drivers, n: int, fs_hz: flo
                noise_level: float) -> np.ndarray:
     """EEG-like channels (µV): shared + own 1/f^β background and an alpha rhythm, occipital-weighted, whose
     amplitude follows the condition. Shapes: -> (len(EEG_CHANNELS), n)."""
-    f_hz = np.fft.rfftfreq(n, 1.0 / fs_hz)
-    pink = np.where(f_hz > 0.5, np.maximum(f_hz, 0.5) ** (-traits.eeg_exponent / 2), 0.0)
-    alpha_gain = np.exp(-0.5 * ((f_hz - traits.alpha_hz) / 0.7) ** 2)
+    def pink(f_hz: np.ndarray) -> np.ndarray:
+        return np.where(f_hz > 0.5, np.maximum(f_hz, 0.5) ** (-traits.eeg_exponent / 2), 0.0)
+
+    def alpha_gain(f_hz: np.ndarray) -> np.ndarray:
+        return np.exp(-0.5 * ((f_hz - traits.alpha_hz) / 0.7) ** 2)
+
     t = np.arange(n) / fs_hz
     alpha_env = _at(t, drv, drv.curves["alpha_amp"] * (1.0 + 0.3 * phys.smooth_noise(
         rng, drv.t_s.size, phys.PHYS_FS_HZ, 0.2)))
