@@ -1,0 +1,21 @@
+"""The exception types that mean "bad input from the user" — the CLI prints them as one line, not a traceback."""
+
+from __future__ import annotations
+
+from edgebridge.preprocess import SignalError
+from edgebridge.spec import SpecError
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [SpecError, SignalError, FileNotFoundError, FileExistsError, KeyError,
+                                         IndexError, ValueError, ImportError]
+    try:  # torch-side errors exist only where torch is installed
+        from edgebridge.backbones.weights import CheckpointError
+
+        errors.append(CheckpointError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+USER_ERRORS = _user_errors()
