@@ -265,3 +265,16 @@ def test_cross_subject_feature_classifier_is_learnable_but_not_trivial() -> None
     shuffled = np.random.default_rng(0).permutation(y)
     chance = balanced_accuracy_score(shuffled, cross_val_predict(clf, x, shuffled, groups=groups, cv=GroupKFold(4)))
     assert chance < 0.45  # the same pipeline without real labels is at chance
+
+
+def test_other_registered_conditions_can_be_chosen() -> None:
+    cfg = SyntheticConfig(n_subjects=4, minutes_per_condition=1.0, conditions=("meditation", "baseline"))
+    hr_drop = []
+    for rec in make_dataset(cfg):
+        assert rec.labels.class_names == ("meditation", "baseline")
+        params = rec.meta["condition_params"]
+        assert params["meditation"]["resp_bpm"] < 8.0 < params["baseline"]["resp_bpm"]
+        r = _r_peaks(rec)
+        hr = {seg["condition"]: _robust_hr_bpm(_segment(r, seg)) for seg in rec.meta["segments"]}
+        hr_drop.append(hr["baseline"] - hr["meditation"])
+    assert np.mean(hr_drop) > 1.5

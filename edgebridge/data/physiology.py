@@ -8,6 +8,7 @@ Equations and parameter tables: docs/synthetic_data.md.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -127,14 +128,16 @@ def draw_traits(rng: np.random.Generator) -> SubjectTraits:
 
 
 def condition_values(traits: SubjectTraits, rng: np.random.Generator) -> dict[str, dict[str, float]]:
-    """Per-condition driver values for every registered condition (same draws whichever conditions are used)."""
+    """Per-condition driver values for every registered condition; each condition draws from its own stream."""
+    base = int(rng.integers(2**32))
     out: dict[str, dict[str, float]] = {}
     for name in CONDITIONS.names():
         eff = CONDITIONS.get(name)
+        crng = np.random.default_rng([base, zlib.crc32(name.encode())])  # registering more conditions changes nothing
         u = {}
         for f in fields(eff):  # fixed order, so a condition's draws never depend on the others
             if f.name != "laugh_per_min":
-                u[f.name] = rng.uniform(*(getattr(eff, f.name) or (0.0, 0.0)))
+                u[f.name] = crng.uniform(*(getattr(eff, f.name) or (0.0, 0.0)))
         resp = u["resp_rate_bpm"] if eff.resp_rate_bpm is not None else traits.resp_rest_bpm + u["resp_delta_bpm"]
         hrv = u["hrv_factor"]
         out[name] = {
