@@ -70,9 +70,11 @@ def ecg_like(beats: np.ndarray, n: int, fs_hz: float, noise: float = 0.02, seed:
 def ppg_like(beats: np.ndarray, n: int, fs_hz: float, seed: int = 0) -> np.ndarray:
     """A smooth pulse peaking PTT_S after each beat. Shapes: -> (n,) float64."""
     x = np.random.default_rng(seed + 1).normal(0, 0.01, n)
-    t = np.arange(n) / fs_hz
+    half = int(0.4 * fs_hz)
     for b in beats:
-        x += np.exp(-0.5 * ((t - b - PTT_S) / 0.08) ** 2)
+        c = int(np.floor((b + PTT_S) * fs_hz))
+        a, e = max(0, c - half), min(n, c + half + 1)
+        x[a:e] += np.exp(-0.5 * ((np.arange(a, e) / fs_hz - b - PTT_S) / 0.08) ** 2)
     return x
 
 
