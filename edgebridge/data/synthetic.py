@@ -156,8 +156,8 @@ def ppg_beats(r_s: np.ndarray, traits: phys.SubjectTraits, drv: phys.Drivers,
 
 def render_ppg(r_s: np.ndarray, beats: dict[str, np.ndarray], traits: phys.SubjectTraits, drv: phys.Drivers,
                n: int, fs_hz: float, rng: np.random.Generator, noise_level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Wrist BVP-like PPG: skewed systolic wave + diastolic wave per beat, respiration-induced intensity variation,
-    drift, sensor noise and motion-artefact bursts.
+    """Wrist BVP-like PPG: per beat a sharp-footed systolic pulse with diastolic run-off plus a diastolic wave;
+    respiration-induced intensity variation; drift, sensor noise and motion-artefact bursts (× noise_level).
 
     Shapes: r_s (n_beats,) -> ppg (n,), artefact intervals (K, 2) in seconds.
     """
