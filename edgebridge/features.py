@@ -97,7 +97,7 @@ def compute_features(new: Backbone, old: Backbone, head: nn.Module, windows: Any
             new, old, head, torch.from_numpy(x_new).to(device), torch.from_numpy(x_old).to(device))
         for i, f in enumerate(new_p):
             put(f"new_pooled_{i:02d}", f)
-        for i, (f, tokens) in enumerate(zip(old_p, old_t)):
+        for i, (f, tokens) in enumerate(zip(old_p, old_t, strict=True)):
             put(f"old_in_pooled_{i:02d}", f)
             pick = rng.integers(0, tokens.shape[1], size=(tokens.shape[0], min(rows_per_window, tokens.shape[1])))
             rows = torch.gather(tokens, 1, torch.from_numpy(pick).to(tokens.device)[..., None]

@@ -9,9 +9,9 @@ from typing import Any
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line, sep] + ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells])
+    return "\n".join([line, sep] + ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells])
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -75,7 +75,8 @@ class SignalSpec:
         if self.bandpass_hz is not None:
             lo, hi = self.bandpass_hz
             if not (0 <= lo < hi < self.fs_hz / 2):
-                raise SpecError(f"bandpass_hz {self.bandpass_hz} must satisfy 0 <= lo < hi < fs_hz/2 = {self.fs_hz / 2}")
+                raise SpecError(f"bandpass_hz {self.bandpass_hz} must satisfy 0 <= lo < hi < fs_hz/2 = "
+                                f"{self.fs_hz / 2}")
         if self.notch_hz is not None and not (0 < self.notch_hz < self.fs_hz / 2):
             raise SpecError(f"notch_hz {self.notch_hz} must lie below fs_hz/2 = {self.fs_hz / 2}")
         if self.norm not in NORMS:

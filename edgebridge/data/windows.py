@@ -108,7 +108,10 @@ class PairedWindows:
             recs.append(np.full(keep.sum(), r_i))
             ks.append(k[keep])
             labels.append(lab[keep])
-        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64))
+
+        def cat(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
         return WindowIndex(cat(recs).astype(np.int64), cat(ks).astype(np.int64), cat(labels).astype(np.int64))
 
     def __len__(self) -> int:
