@@ -92,7 +92,7 @@ def compute_features(new: Backbone, old: Backbone, head: nn.Module, windows: Any
 
     n_batches = (n + batch_size - 1) // batch_size
     for x_new, x_old, y in tqdm(windows.batches(batch_size), total=n_batches, desc="caching frozen features",
-                                disable=not progress, leave=False):
+                                disable=None if progress else True, leave=False):
         new_p, old_p, old_t, last, pseudo = _batch_features(
             new, old, head, torch.from_numpy(x_new).to(device), torch.from_numpy(x_old).to(device))
         for i, f in enumerate(new_p):

@@ -173,7 +173,7 @@ def run_training(cfg: RunConfig, run_dir: Path, models: FrozenModels, selection:
     torch.manual_seed(cfg.train.seed)
     bridge = make_bridge(bcfg)
     if bcfg.prototype_init == "randreal":
-        rows = torch.from_numpy(np.asarray(pair.old_in_rows[bcfg.out_layer]))
+        rows = torch.from_numpy(np.array(pair.old_in_rows[bcfg.out_layer]))
         bridge.init_prototypes(rows, torch.Generator().manual_seed(cfg.train.seed))
     suffix = OldSuffix(models.old, bcfg.out_layer)
     m = bcfg.in_layer

@@ -158,7 +158,7 @@ def fit(bridge: ProtoLowRankBridge, suffix: OldSuffix, train: tuple[np.ndarray, 
                         "val_loss": evaluate(bridge, suffix, *val, cfg, device), "lr": 0.0})
     # --- loop -----------------------------------------------------------------------------------------------
     stopped_early = False
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="training bridge", disable=not progress, leave=False)
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="training bridge", disable=None if progress else True, leave=False)
     for epoch in bar:
         order = np.random.default_rng(cfg.seed + epoch).permutation(len(z_train))
         running = 0.0
