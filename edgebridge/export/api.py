@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebridge.calibration.reader import CalibrationReader, stratified_indices
+from edgebridge.calibration.reader import DEFAULT_CALIB_COUNT, CalibrationReader, stratified_indices
 from edgebridge.export import bundle as bundle_mod
 from edgebridge.export.formats import DEFAULT_MAX_BATCH, PRECISIONS, validate_precisions
 from edgebridge.export.parity import INT8_MAX_DROP_PT, ParityError, check_parity, compare, int8_gate, task_metrics
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Held-out windows stored in the bundle for verify/bench: enough for a stable argmax agreement, small on disk.
 DEFAULT_N_CHECK = 48
+#: Test windows the int8 gate is judged on in ``export_run`` (a 1-point threshold needs hundreds, not dozens).
+DEFAULT_N_GATE = 2000
 PACKAGES = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxconverter-common", "numpy", "scipy", "nvidia-modelopt")
 
 
@@ -119,12 +121,41 @@ def _base_manifest(config: Any, spec: Any, n_classes: int, max_batch: int, sourc
     }
 
 
+def _make_variant(p: str, stage: Path, fp32_path: Path, calib: CalibrationReader | None, calib_method: str,
+                  meta: dict[str, Any]) -> dict[str, Any]:
+    """Write the file of precision ``p`` next to the fp32 export; return its manifest entry so far."""
+    path = stage / PRECISIONS.get(p).filename
+    entry: dict[str, Any] = {"file": path.name}
+    if p == "fp16":
+        to_fp16(fp32_path, path, meta)
+    elif p == "int8":
+        entry["quantization"] = quantize_int8(fp32_path, path, calib, method=calib_method, metadata=meta)
+    return entry
+
+
+def _judge(p: str, stage: Path, entries: dict[str, dict[str, Any]], check: tuple[CheckWindows, np.ndarray],
+           gate: tuple[CheckWindows, np.ndarray], n_classes: int, max_drop_pt: float, allow_drop: bool) -> None:
+    """Parity on the check windows (raises past tolerance), task metrics, and the int8 gate on the gate windows."""
+    entry = entries[p]
+    res = _evaluate(stage / entry["file"], p, check[0], check[1], n_classes)
+    check_parity(p, res["parity"])
+    if p in ("fp32", "int8"):
+        on_gate = res if gate[0] is check[0] else _evaluate(stage / entry["file"], p, gate[0], gate[1], n_classes)
+        entry["gate_metrics"] = {"n": int(len(gate[0].labels)), **on_gate["metrics"]}
+    if p == "int8":
+        entry["gate"] = int8_gate(entries["fp32"]["gate_metrics"], on_gate["metrics"], on_gate["parity"], max_drop_pt,
+                                  allow_drop)
+    entry.update(parity=res["parity"].to_dict(), metrics=res["metrics"])
+    log.info("%s: max abs %.2e, cosine %.6f, argmax agreement %.3f, balanced accuracy %.4f", p, res["parity"].max_abs,
+             res["parity"].cosine, res["parity"].argmax_agreement, res["metrics"]["balanced_accuracy"])
+
+
 def export_bundle(model: Any, config: Any, out: str | Path, check: CheckWindows, *,
                   calib: CalibrationReader | None = None, precisions: Sequence[str] = ("fp32", "fp16", "int8"),
                   opset: int | None = None, exporter: str = "dynamo", allow_int8_drop: bool = False,
                   int8_max_drop_pt: float = INT8_MAX_DROP_PT, calib_method: str = "minmax",
                   max_batch: int = DEFAULT_MAX_BATCH, source: dict[str, Any] | None = None, trt: bool = False,
-                  overwrite: bool = False) -> Path:
+                  overwrite: bool = False, gate_windows: CheckWindows | None = None) -> Path:
     """Export a BridgedModel to a verified bundle directory at ``out``.
 
     Every precision is checked on ``check`` against PyTorch fp32 (fp32 allclose, fp16 cosine, int8 balanced-accuracy
@@ -136,6 +167,9 @@ def export_bundle(model: Any, config: Any, out: str | Path, check: CheckWindows,
         calib: real calibration windows; required when ``int8`` is asked for.
         allow_int8_drop: ship int8 past the gate anyway (recorded in the manifest).
         source: extra provenance (run dir, file hashes). trt: also build TensorRT engines here (cache, not bundle).
+        gate_windows: labelled windows the int8 gate is judged on (default: ``check``). With a few dozen check
+            windows one flipped window moves balanced accuracy by ~2 points, so ``export_run`` gates on the
+            whole test split and ships only the few dozen.
     """
     from edgebridge.export.onnx import export_onnx
 
@@ -147,6 +181,8 @@ def export_bundle(model: Any, config: Any, out: str | Path, check: CheckWindows,
     meta = {"spec": spec.to_dict(), "class_names": list(config.class_names),
             "format_version": bundle_mod.FORMAT_VERSION}
     ref = _torch_logits(model, check.x_new.astype(np.float32))
+    gate = check if gate_windows is None else gate_windows
+    ref_gate = ref if gate is check else _torch_logits(model, gate.x_new.astype(np.float32))
     manifest = _base_manifest(config, spec, n_classes, max_batch, source)
     with bundle_mod.staging_dir(out) as stage:
         fp32_path = stage / PRECISIONS.get("fp32").filename
@@ -155,23 +191,10 @@ def export_bundle(model: Any, config: Any, out: str | Path, check: CheckWindows,
         manifest.update(opset=info.opset, exporter=info.exporter, calibration=None)
         entries: dict[str, dict[str, Any]] = {}
         for p in precisions:
-            path = stage / PRECISIONS.get(p).filename
-            entry: dict[str, Any] = {"file": path.name}
-            if p == "fp16":
-                to_fp16(fp32_path, path, meta)
-            elif p == "int8":
-                entry["quantization"] = quantize_int8(fp32_path, path, calib, method=calib_method, metadata=meta)
-                manifest["calibration"] = entry["quantization"]["calibration"]
-            res = _evaluate(path, p, check, ref, n_classes)
-            check_parity(p, res["parity"])
+            entries[p] = _make_variant(p, stage, fp32_path, calib, calib_method, meta)
+            _judge(p, stage, entries, (check, ref), (gate, ref_gate), n_classes, int8_max_drop_pt, allow_int8_drop)
             if p == "int8":
-                entry["gate"] = int8_gate(entries["fp32"]["metrics"], res["metrics"], res["parity"], int8_max_drop_pt,
-                                          allow_int8_drop)
-            entry.update(parity=res["parity"].to_dict(), metrics=res["metrics"])
-            entries[p] = entry
-            log.info("%s: max abs %.2e, cosine %.6f, argmax agreement %.3f, balanced accuracy %.4f", p,
-                     res["parity"].max_abs, res["parity"].cosine, res["parity"].argmax_agreement,
-                     res["metrics"]["balanced_accuracy"])
+                manifest["calibration"] = entries[p]["quantization"]["calibration"]
         manifest["precisions"] = entries
         check.save(stage / bundle_mod.CHECK_WINDOWS, ref)
         manifest["check_windows"] = {"file": bundle_mod.CHECK_WINDOWS, "n": int(len(check.labels)),
@@ -203,14 +226,14 @@ def build_engines(path: str | Path, precisions: Sequence[str] | None = None, cac
     return results
 
 
-def _calibration_for_run(run_dir: Path, calib: Any, spec: Any) -> CalibrationReader:
+def _calibration_for_run(run_dir: Path, calib: Any, spec: Any, n: int) -> CalibrationReader:
     from edgebridge.runs import run_windows
 
     if isinstance(calib, CalibrationReader):
         return calib
     if calib is None or calib in ("train", "val", "pair", "test"):
         split = calib or "pair"
-        return CalibrationReader.from_paired(run_windows(run_dir, split), split=split)
+        return CalibrationReader.from_paired(run_windows(run_dir, split), n=n, split=split)
     path = Path(calib)
     if path.suffix != ".npz" or not path.is_file():
         raise QuantizationError(f"calib must be a split name, a CalibrationReader or an .npz of preprocessed "
@@ -222,11 +245,13 @@ def _calibration_for_run(run_dir: Path, calib: Any, spec: Any) -> CalibrationRea
 def export_run(run_dir: str | Path, out: str | Path | None = None,
                precisions: Sequence[str] = ("fp32", "fp16", "int8"), calib: Any = None, trt: bool = False,
                opset: int | None = None, allow_int8_drop: bool = False, exporter: str = "dynamo",
-               n_check: int = DEFAULT_N_CHECK, overwrite: bool = True) -> Path:
+               n_check: int = DEFAULT_N_CHECK, n_gate: int = DEFAULT_N_GATE, n_calib: int = DEFAULT_CALIB_COUNT,
+               calib_method: str = "minmax", overwrite: bool = True) -> Path:
     """Export the trained bridge of a run directory to ``out`` (default ``<run>/bundle``).
 
-    Check windows: stratified from the run's ``test`` split; calibration (int8): the ``pair`` split unless
-    ``calib`` names another split, an .npz, or passes a CalibrationReader.
+    Check windows: stratified from the run's ``test`` split (the int8 gate uses up to ``n_gate`` test windows);
+    calibration (int8): the ``pair`` split unless ``calib`` names another split, an .npz, or passes a
+    CalibrationReader.
     """
     from edgebridge.bridge.checkpoint import load_bridged
     from edgebridge.runs import run_windows
@@ -236,13 +261,15 @@ def export_run(run_dir: str | Path, out: str | Path | None = None,
     model, config = load_bridged(run_dir / "bridge")
     log.info("export: run %s (%s → %s, m=%d, l=%d)", run_dir, config.new_model.backbone, config.old_model.backbone,
              config.in_layer, config.out_layer)
-    check = CheckWindows.from_paired(run_windows(run_dir, "test"), n=n_check)
-    reader = _calibration_for_run(run_dir, calib, config.spec_new) if "int8" in precisions else None
+    test = run_windows(run_dir, "test")
+    check = CheckWindows.from_paired(test, n=n_check)
+    gate = CheckWindows.from_paired(test, n=n_gate) if "int8" in precisions else None
+    reader = _calibration_for_run(run_dir, calib, config.spec_new, n_calib) if "int8" in precisions else None
     bridge_files = {f.name: bundle_mod.sha256_file(f) for f in sorted((run_dir / "bridge").glob("*")) if f.is_file()}
     source = {"run_dir": str(run_dir), "bridge_files": bridge_files}
     return export_bundle(model, config, out or run_dir / "bundle", check, calib=reader, precisions=precisions,
                          opset=opset, exporter=exporter, allow_int8_drop=allow_int8_drop, source=source, trt=trt,
-                         overwrite=overwrite)
+                         overwrite=overwrite, gate_windows=gate, calib_method=calib_method)
 
 
 class VerificationError(RuntimeError):

@@ -80,7 +80,7 @@ def _assert_eval(model: nn.Module) -> None:
 def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: int, max_batch: int) -> None:
     batch = torch.export.Dim(BATCH_DIM, min=1, max=max_batch)
     torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                      dynamic_shapes=({0: batch},), external_data=False, opset_version=opset)
+                      dynamic_shapes=({0: batch},), external_data=False, opset_version=opset, verbose=False)
 
 
 def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, opset: int, max_batch: int) -> None:

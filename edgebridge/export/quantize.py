@@ -106,6 +106,32 @@ def default_nodes_to_exclude(model: Any) -> dict[str, list[str]]:
     return {"stem": stem, "norm_softmax": norm, "head": head}
 
 
+def unshare_initializers(model: Any, node_names: Sequence[str]) -> int:
+    """Give each listed node private copies of initializers it shares with other nodes.
+
+    Optimisers deduplicate equal initializers (e.g. zero biases), and the quantizer then rewrites a shared one
+    to int8/int32 for every consumer, so an excluded node would read quantized values. Returns copies made.
+    """
+    users: dict[str, int] = {}
+    for node in model.graph.node:
+        for i in node.input:
+            users[i] = users.get(i, 0) + 1
+    inits = {t.name: t for t in model.graph.initializer}
+    wanted, copies = set(node_names), 0
+    for node in model.graph.node:
+        if node.name not in wanted:
+            continue
+        for k, name in enumerate(node.input):
+            if name in inits and users[name] > 1:
+                clone = model.graph.initializer.add()
+                clone.CopyFrom(inits[name])
+                clone.name = f"{name}__{node.name}_float"
+                node.input[k] = clone.name
+                users[name] -= 1
+                copies += 1
+    return copies
+
+
 def _ort_reader(reader: CalibrationReader) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -184,8 +210,11 @@ def quantize_int8(src: str | Path, dst: str | Path, reader: CalibrationReader | 
             quant_pre_process(str(src), str(pre))
         else:
             pre.write_bytes(src.read_bytes())
-        groups = default_nodes_to_exclude(onnx.load(str(pre)))
+        pre_model = onnx.load(str(pre))
+        groups = default_nodes_to_exclude(pre_model)
         exclude = [n for g in groups.values() for n in g] if keep_float is None else list(keep_float)
+        if unshare_initializers(pre_model, exclude):
+            onnx.save(pre_model, str(pre))
         (_quantize_ort if tool == "ort" else _quantize_modelopt)(pre, dst, reader, method, exclude)
     model = onnx.load(str(dst))
     set_metadata(model, {"precision": "int8", **dict(metadata or {})})
