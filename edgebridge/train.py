@@ -158,7 +158,8 @@ def fit(bridge: ProtoLowRankBridge, suffix: OldSuffix, train: tuple[np.ndarray, 
                         "val_loss": evaluate(bridge, suffix, *val, cfg, device), "lr": 0.0})
     # --- loop -----------------------------------------------------------------------------------------------
     stopped_early = False
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="training bridge", disable=None if progress else True, leave=False)
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="training bridge", disable=None if progress else True,
+               leave=False)
     for epoch in bar:
         order = np.random.default_rng(cfg.seed + epoch).permutation(len(z_train))
         running = 0.0
@@ -173,7 +174,7 @@ def fit(bridge: ProtoLowRankBridge, suffix: OldSuffix, train: tuple[np.ndarray, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            running += float(loss) * len(idx)
+            running += float(loss.detach()) * len(idx)
         val_loss = evaluate(bridge, suffix, *val, cfg, device)
         history.append({"epoch": epoch, "train_loss": running / len(z_train), "val_loss": val_loss,
                         "lr": opt.param_groups[0]["lr"]})
