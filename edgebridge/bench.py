@@ -61,7 +61,7 @@ def providers_here() -> list[str]:
 
 
 def _bench_precision(path: Path, manifest: dict, precision: str, check: dict, providers: Sequence[str],
-                     batch_sizes: Sequence[int], threads: int | None, iters: int) -> dict[str, Any]:
+                     batch_sizes: Sequence[int], threads: int | None, iters: int, warmup: int) -> dict[str, Any]:
     from edgebridge.runtime.backends import BackendError, OrtBackend
 
     entry = manifest["precisions"][precision]
@@ -77,7 +77,7 @@ def _bench_precision(path: Path, manifest: dict, precision: str, check: dict, pr
         if prov != "cpu" and backend.provider == "CPUExecutionProvider":
             out["providers"][prov] = {"skipped": f"ONNX Runtime fell back to CPU for {prov}"}
             continue
-        stats = {str(b): time_calls(lambda b=b, run=backend.run: run(_tile(check["x_new"], b)), b, iters)
+        stats = {str(b): time_calls(lambda b=b, run=backend.run: run(_tile(check["x_new"], b)), b, iters, warmup)
                  for b in batch_sizes}
         stats["balanced_accuracy"] = _balanced_accuracy(backend.run, check["x_new"], check["labels"],
                                                         len(manifest["class_names"]))
@@ -104,7 +104,7 @@ def _reference_model(manifest: dict, reference_model: Any | None) -> Any:
 
 
 def bench_reference(model: Any, check: dict, n_classes: int, batch_sizes: Sequence[int], threads: int | None,
-                    iters: int) -> dict[str, Any]:
+                    iters: int, warmup: int = DEFAULT_WARMUP) -> dict[str, Any]:
     """PyTorch eager ``hook_injected_forward`` (both full models, the paper's evaluation path)."""
     import torch
 
@@ -119,7 +119,7 @@ def bench_reference(model: Any, check: dict, n_classes: int, batch_sizes: Sequen
         return hook_injected_forward(*parts, torch.from_numpy(x_new), torch.from_numpy(x_old)).numpy()
 
     x_new, x_old = check["x_new"], check["x_old"]
-    stats: dict[str, Any] = {str(b): time_calls(lambda b=b: run(_tile(x_new, b), _tile(x_old, b)), b, iters)
+    stats: dict[str, Any] = {str(b): time_calls(lambda b=b: run(_tile(x_new, b), _tile(x_old, b)), b, iters, warmup)
                              for b in batch_sizes}
     logits = np.concatenate([run(x_new[i:i + 16], x_old[i:i + 16]) for i in range(0, len(x_new), 16)])
     b1, bmax = str(batch_sizes[0]), str(batch_sizes[-1])
@@ -132,7 +132,8 @@ def bench_reference(model: Any, check: dict, n_classes: int, batch_sizes: Sequen
 
 def bench_bundle(path: str | Path, batch_sizes: Sequence[int] = (1, 16), precisions: Sequence[str] | None = None,
                  providers: Sequence[str] | None = None, threads: int | None = None, iters: int = DEFAULT_ITERS,
-                 reference: bool = True, reference_model: Any | None = None) -> dict[str, Any]:
+                 reference: bool = True, reference_model: Any | None = None, warmup: int = DEFAULT_WARMUP,
+                 reference_iters: int | None = None) -> dict[str, Any]:
     """Benchmark every precision of a bundle (and the PyTorch reference) on its check windows.
 
     Returns JSON-ready ``{precision: {p50_ms, p99_ms, throughput_per_s, balanced_accuracy, size_bytes, providers},
@@ -149,14 +150,14 @@ def bench_bundle(path: str | Path, batch_sizes: Sequence[int] = (1, 16), precisi
                                        "machine": platform.machine(), "cpu_count": os.cpu_count(),
                                        "python": platform.python_version()}}
     for p in precisions or list(manifest["precisions"]):
-        result[p] = _bench_precision(path, manifest, p, check, providers, batch_sizes, threads, iters)
+        result[p] = _bench_precision(path, manifest, p, check, providers, batch_sizes, threads, iters, warmup)
     if reference:
         try:
             if "x_old" not in check:
                 raise FileNotFoundError("the bundle stores no old-modality check windows")
             model = _reference_model(manifest, reference_model)
             result["reference"] = bench_reference(model, check, len(manifest["class_names"]), batch_sizes, threads,
-                                                  iters)
+                                                  reference_iters or iters, min(warmup, 2))
         except (FileNotFoundError, ImportError) as exc:
             log.warning("reference (PyTorch, both full models) skipped: %s", exc)
             result["reference"] = {"skipped": str(exc)}

@@ -166,6 +166,22 @@ def _quantize_modelopt(src: Path, dst: Path, reader: CalibrationReader, method: 
                  nodes_to_exclude=list(exclude), output_path=str(dst))
 
 
+def _pre_process(src: Path, dst: Path) -> None:
+    """ORT's quant_pre_process; without symbolic shape inference when that crashes on the graph.
+
+    ORT's symbolic shape inference fails on some transformer graphs (e.g. HuBERT-ECG's dynamo export raises a
+    TypeError inside symbolic_shape_infer); ONNX shape inference is enough there because every dim but batch is fixed.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst))
+    except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as exc:
+        log.warning("int8: ORT symbolic shape inference failed (%s: %s); retrying with ONNX shape inference only",
+                    type(exc).__name__, exc)
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+
+
 def pick_tool(tool: str = "auto") -> str:
     """``modelopt`` when ``modelopt.onnx.quantization`` imports (TensorRT-style placement), else ``ort``."""
     if tool not in QUANT_TOOLS:
@@ -205,9 +221,7 @@ def quantize_int8(src: str | Path, dst: str | Path, reader: CalibrationReader | 
     with tempfile.TemporaryDirectory(prefix="eb-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         if tool == "ort":
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
-            quant_pre_process(str(src), str(pre))
+            _pre_process(src, pre)
         else:
             pre.write_bytes(src.read_bytes())
         pre_model = onnx.load(str(pre))
