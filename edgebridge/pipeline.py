@@ -100,10 +100,12 @@ def prepare_demo_models(cfg: RunConfig, run_dir: Path, windows: dict[str, Any], 
 
     x_old, y = stack_split(windows["train"], 1)
     x_val, y_val = stack_split(windows["val"], 1)
+    torch.manual_seed(cfg.train.seed)  # the random init is part of the run: same seed, same models
     old_backbone = get_backbone(cfg.old.backbone, spec=spec_old, **cfg.old.kwargs)
     old = train_old_model(old_backbone, tuple(cfg.old.classes or ()), x_old, y, x_val, y_val, cfg.demo.old_epochs,
                           cfg.train.seed)
     x_new, _ = stack_split(windows["train"], 0)
+    torch.manual_seed(cfg.train.seed + 1)
     new = pretrain_new_model(get_backbone(cfg.new.backbone, spec=spec_new, **cfg.new.kwargs), x_new,
                              spec_new.fs_hz, cfg.demo.new_epochs, cfg.train.seed)
     paths = save_demo_models(run_dir / "models", old, new)

@@ -110,8 +110,8 @@ def evaluate(bridge: ProtoLowRankBridge, suffix: OldSuffix, z: np.ndarray, targe
     """Mean alignment loss over a cached split."""
     loss_fn, total, n = LOSSES.get(cfg.loss), 0.0, 0
     for start in range(0, len(z), cfg.batch_size * 4):
-        zb = torch.from_numpy(np.asarray(z[start:start + cfg.batch_size * 4])).to(device)
-        tb = torch.from_numpy(np.asarray(target[start:start + cfg.batch_size * 4])).to(device)
+        zb = torch.from_numpy(np.array(z[start:start + cfg.batch_size * 4])).to(device)
+        tb = torch.from_numpy(np.array(target[start:start + cfg.batch_size * 4])).to(device)
         with autocast_for(device, cfg.amp):
             loss = loss_fn(suffix(bridge(zb)), tb)
         total += float(loss) * len(zb)
@@ -165,8 +165,8 @@ def fit(bridge: ProtoLowRankBridge, suffix: OldSuffix, train: tuple[np.ndarray, 
         running = 0.0
         for i in range(steps_per_epoch):
             idx = np.sort(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])
-            zb = torch.from_numpy(np.asarray(z_train[idx])).to(device)
-            tb = torch.from_numpy(np.asarray(t_train[idx])).to(device)
+            zb = torch.from_numpy(np.array(z_train[idx])).to(device)
+            tb = torch.from_numpy(np.array(t_train[idx])).to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, cfg)
             with autocast_for(device, cfg.amp):
