@@ -14,6 +14,21 @@ __version__ = "0.1.0"
 _LAZY = {
     "SignalSpec": "edgebridge.spec",
     "Preprocessor": "edgebridge.preprocess",
+    "RunConfig": "edgebridge.config",
+    "load_config": "edgebridge.config",
+    "default_config": "edgebridge.config",
+    "BridgeConfig": "edgebridge.bridge.config",
+    "BridgedModel": "edgebridge.bridge.compose",
+    "ProtoLowRankBridge": "edgebridge.bridge.layers",
+    "quickstart": "edgebridge.api",
+    "select_positions": "edgebridge.api",
+    "train_bridge": "edgebridge.api",
+    "evaluate": "edgebridge.api",
+    "load_bridged": "edgebridge.api",
+    "export_bundle": "edgebridge.export.api",
+    "export_run": "edgebridge.export.api",
+    "load_bundle": "edgebridge.export.bundle",
+    "StreamRunner": "edgebridge.runtime.stream",
 }
 
 

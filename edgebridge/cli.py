@@ -119,5 +119,95 @@ def models(as_json: bool) -> None:
     _emit(rows, as_json, format_table(rows, ["name", "modality", "params", "input", "licence", "weights"]))
 
 
+@main.command("export")
+@click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@RUNS_ROOT
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Bundle folder (default: RUN_DIR/bundle).")
+@click.option("--precision", default="fp32,fp16,int8", show_default=True,
+              help="Comma-separated precisions to export.")
+@click.option("--calib", default=None, help="int8 calibration windows: a split name of the run, or an .npz "
+              "(default: the run's pair split).")
+@click.option("--trt", is_flag=True, help="Also build TensorRT engines here (needs TensorRT and a GPU).")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's, pinned for TensorRT).")
+@click.option("--allow-int8-drop", is_flag=True, help="Keep int8 even if balanced accuracy drops > 1 point "
+              "(recorded in the manifest).")
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True)
+def export(run_dir: str | None, runs_root: str, out: str | None, precision: str, calib: str | None, trt: bool,
+           opset: int | None, allow_int8_drop: bool, exporter: str) -> None:
+    """Export a trained run to a deployable bundle (ONNX fp32/fp16/int8, optional TensorRT engines)."""
+    from edgebridge.export.api import export_run
+    from edgebridge.runs import resolve_run
+
+    bundle = export_run(resolve_run(run_dir, runs_root), out, tuple(p.strip() for p in precision.split(",") if p),
+                        calib, trt, opset, allow_int8_drop, exporter)
+    click.echo(f"bundle: {bundle}\nnext: edgebridge verify {bundle} && edgebridge bench {bundle}")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@JSON
+def verify(bundle: str, as_json: bool) -> None:
+    """Re-check a bundle's hashes, ONNX validity and parity on its own check windows."""
+    from edgebridge.export.api import verify_bundle
+
+    report = verify_bundle(bundle)
+    _emit(report, as_json, json.dumps(report, indent=2, default=str))
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--batch", "batch_sizes", default="1,16", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--no-reference", is_flag=True, help="Skip the PyTorch reference (paper's evaluation path).")
+@JSON
+def bench(bundle: str, batch_sizes: str, threads: int | None, no_reference: bool, as_json: bool) -> None:
+    """Latency (p50/p99), throughput and accuracy per precision and provider, vs the PyTorch reference."""
+    from edgebridge.bench import bench_bundle
+    from edgebridge.report import format_bench
+
+    result = bench_bundle(bundle, tuple(int(b) for b in batch_sizes.split(",")), threads=threads,
+                          reference=not no_reference)
+    _emit(result, as_json, format_bench(result))
+
+
+@main.group()
+def data() -> None:
+    """Prepare real data sets into paired, windowed, subject-split shards."""
+
+
+@data.command("prepare")
+@click.argument("name")
+@click.argument("root", type=click.Path(exists=True))
+@click.argument("out", type=click.Path())
+@click.option("--mode", type=click.Choice(["live", "paper"]), default="live", show_default=True,
+              help="live: raw windows for the per-window Preprocessor; paper: the paper's offline preprocessing.")
+@click.option("--new", "new_modality", default=None, help="New modality (e.g. ppg).")
+@click.option("--old", "old_modality", default=None, help="Old modality (e.g. ecg).")
+@click.option("--seed", type=int, default=None, help="Split seed.")
+@click.option("--overwrite", is_flag=True, help="Replace a folder prepared with other settings.")
+def data_prepare(name: str, root: str, out: str, mode: str, new_modality: str | None, old_modality: str | None,
+                 seed: int | None, overwrite: bool) -> None:
+    """Turn data set NAME (wesad, dalia, isruc, fog, sleepedf, generic) at ROOT into shards in OUT."""
+    from edgebridge.data.prepare import prepare_dataset
+
+    options = {k: v for k, v in (("new", new_modality), ("old", old_modality), ("seed", seed)) if v is not None}
+    path = prepare_dataset(name, root, out, mode, overwrite=overwrite, **options)
+    click.echo(f"prepared: {path}\nnext: edgebridge data inspect {path}")
+
+
+@data.command("inspect")
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--png", type=click.Path(dir_okay=False), default=None, help="Plot file (default OUT/windows.png).")
+@JSON
+def data_inspect(out: str, png: str | None, as_json: bool) -> None:
+    """Subjects, windows per split and class counts of a prepared folder, plus a PNG of paired windows."""
+    from edgebridge.data.prepare import inspect_prepared
+    from edgebridge.data.prepared import plot_prepared
+
+    summary = inspect_prepared(out)
+    summary["plot"] = str(plot_prepared(out, png or Path(out) / "windows.png"))
+    _emit(summary, as_json, json.dumps(summary, indent=2, default=str))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

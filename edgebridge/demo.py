@@ -90,7 +90,7 @@ def pretrain_new_model(backbone: Backbone, x: np.ndarray, fs_hz: float, epochs: 
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         log.info("new model pretext epoch %d: mse %.3f", epoch, total / len(x))
     return backbone.freeze()
 

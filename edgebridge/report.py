@@ -64,3 +64,23 @@ def describe_backbones() -> list[dict[str, Any]]:
         row["spec"] = spec.to_dict()
         rows.append(row)
     return rows
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    """Table of ``edgebridge bench`` results: one row per precision plus the PyTorch reference."""
+    rows = []
+    for name, r in result.items():
+        if name == "meta" or not isinstance(r, dict):
+            continue
+        if "skipped" in r:
+            rows.append({"model": name, "p50 ms": "-", "p99 ms": "-", "windows/s": "-", "bal. acc": "-",
+                         "note": f"skipped: {r['skipped']}"})
+            continue
+
+        def num(key: str, fmt: str, r: dict = r) -> str:
+            return format(r[key], fmt) if isinstance(r.get(key), (int, float)) else "-"
+
+        rows.append({"model": name, "p50 ms": num("p50_ms", ".2f"), "p99 ms": num("p99_ms", ".2f"),
+                     "windows/s": num("throughput_per_s", ".0f"), "bal. acc": num("balanced_accuracy", ".3f"),
+                     "note": ", ".join(r.get("providers", [])) if isinstance(r.get("providers"), list) else ""})
+    return format_table(rows, ["model", "p50 ms", "p99 ms", "windows/s", "bal. acc", "note"])

@@ -16,7 +16,8 @@ def test_bridge_is_exactly_zero_at_init_and_counts_params() -> None:
     out = bridge(torch.randn(6, 12))
     assert out.shape == (6, 5, 7)
     assert torch.count_nonzero(out) == 0
-    assert sum(p.numel() for p in bridge.parameters()) == bridge_param_count(12, 7, 5, 3, 4) == 3 * 12 + 4 * 5 * 3 + 7 * 4
+    n_params = sum(p.numel() for p in bridge.parameters())
+    assert n_params == bridge_param_count(12, 7, 5, 3, 4) == 3 * 12 + 4 * 5 * 3 + 7 * 4
 
 
 def test_bridge_forward_matches_the_written_formula() -> None:

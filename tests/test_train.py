@@ -80,7 +80,8 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 
 def _write_run(tmp_path: Path):
     model, new, old, head, bridge = tiny_bridged(1, 2)
-    paths = {"new": save_backbone(tmp_path / "new.safetensors", new), "old": save_backbone(tmp_path / "old.safetensors", old),
+    paths = {"new": save_backbone(tmp_path / "new.safetensors", new),
+             "old": save_backbone(tmp_path / "old.safetensors", old),
              "head": save_head(tmp_path / "head.safetensors", head)}
     refs = {role: ModelRef(name, {}, str(paths[role]), sha256_file(paths[role]),
                            str(paths["head"]) if role == "old" else None,
