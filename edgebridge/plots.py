@@ -25,6 +25,7 @@ def plot_selection(probe_f1: list[float], cka: list[list[float]], in_layer: int,
     values = np.nan_to_num(np.array(probe_f1, dtype=float))
     colors = ["tab:orange" if i == in_layer else "tab:blue" for i in range(values.size)]
     ax.bar(range(values.size), values, color=colors)
+    ax.set_xticks(range(values.size))
     ax.set(xlabel="new-model block m", ylabel="probe macro-F1 (5-fold CV)",
            title="Stage 1: which new block predicts the old model best")
     fig.tight_layout()
@@ -38,6 +39,8 @@ def plot_selection(probe_f1: list[float], cka: list[list[float]], in_layer: int,
     ax.scatter([out_layer], [in_layer], marker="*", s=250, color="red", label=f"chosen (m={in_layer}, l={out_layer})")
     ax.set(xlabel="old-model block l (input)", ylabel="new-model block m (output)",
            title="Stage 2: linear CKA between pooled features")
+    ax.set_xticks(range(matrix.shape[1]))
+    ax.set_yticks(range(matrix.shape[0]))
     fig.colorbar(im, ax=ax, label="linear CKA")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
