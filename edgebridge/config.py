@@ -17,6 +17,7 @@ from typing import Any, Union
 
 import tomllib
 
+from edgebridge.old_head import HeadFitConfig
 from edgebridge.train import TrainConfig
 
 
@@ -28,7 +29,8 @@ class ConfigError(ValueError):
 class ModelSection:
     """A frozen model: registry name + factory kwargs + weights (+ the old model's task head).
 
-    ``spec`` overrides SignalSpec fields of the backbone's default spec (e.g. ``window_s``).
+    ``spec`` overrides SignalSpec fields of the backbone's default spec (e.g. ``window_s``). For the old model,
+    leaving ``head`` out while giving ``classes`` makes the pipeline fit the head first (``[head_fit]``).
     """
 
     backbone: str
@@ -95,6 +97,7 @@ class RunConfig:
     bridge: BridgeSection = field(default_factory=BridgeSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoSection = field(default_factory=DemoSection)
+    head_fit: HeadFitConfig = field(default_factory=HeadFitConfig)  # used when old.head is not given
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

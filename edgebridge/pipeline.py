@@ -124,7 +124,8 @@ class FrozenModels:
 def load_models(cfg: RunConfig, spec_new: SignalSpec, spec_old: SignalSpec) -> FrozenModels:
     """Both frozen backbones (strictly loaded) and the old model's head, with path + sha256 provenance."""
     if cfg.old.head is None:
-        raise ValueError("old.head is required: the old model must already solve the task (a trained linear head)")
+        raise ValueError("old.head is required: the old model must already solve the task (a trained linear head); "
+                         "give old.classes and labelled train/val splits to have it fitted")
 
     def ref(section: Any) -> ModelRef:
         sha = sha256_file(section.checkpoint) if section.checkpoint else None
@@ -220,7 +221,8 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, stop_after: str = "evaluate", re
     t0 = time.perf_counter()
     spec_new, spec_old = resolve_specs(cfg)
     windows = build_windows(cfg, spec_new, spec_old)
-    for split in ("pair", "val") + (("train",) if cfg.demo.enabled else ()):
+    fit_head = not cfg.demo.enabled and cfg.old.head is None and bool(cfg.old.classes)
+    for split in ("pair", "val") + (("train",) if cfg.demo.enabled or fit_head else ()):
         if len(windows[split]) == 0:
             raise ValueError(f"the {split} split has no windows; check data.split_fractions and the recordings")
     if cfg.demo.enabled and not (run_dir / "models" / "new_backbone.safetensors").is_file():
@@ -231,6 +233,10 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, stop_after: str = "evaluate", re
         cfg.old.checkpoint = str(models_dir / "old_backbone.safetensors")
         cfg.old.head = str(models_dir / "old_head.safetensors")
         cfg.new.checkpoint = str(models_dir / "new_backbone.safetensors")
+    elif fit_head:  # the paper's stage 1 (g_old): the frozen old model's linear head, before anything reads it
+        from edgebridge.old_head import fit_old_head
+
+        cfg.old.head = str(fit_old_head(cfg, run_dir, windows, spec_old)[0])
     write_run_info(run_dir, config=cfg.to_dict(), status="running")
     atomic_write_text(run_dir / "config.toml", config_to_toml(cfg))
     models = load_models(cfg, spec_new, spec_old)
