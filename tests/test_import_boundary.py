@@ -9,7 +9,8 @@ MODULES = ["edgebridge.spec", "edgebridge.dsp", "edgebridge.preprocess", "edgebr
            "edgebridge.devices", "edgebridge.devices.base", "edgebridge.devices.replay", "edgebridge.devices.frames",
            "edgebridge.devices.serial", "edgebridge.devices.brainflow", "edgebridge.devices.lsl",
            "edgebridge.runtime", "edgebridge.runtime.buffer", "edgebridge.runtime.quality",
-           "edgebridge.runtime.stream", "edgebridge.runtime.sinks"]
+           "edgebridge.runtime.stream", "edgebridge.runtime.sinks", "edgebridge.runtime.app",
+           "edgebridge.runtime.status", "edgebridge.doctor"]
 
 # `sys.modules["torch"] = None` is the usual trick, but SciPy >= 1.17 breaks under it: importing scipy.signal builds
 # scipy.stats docs, whose array-API helpers do getattr(sys.modules["torch"], "Tensor") on None. A meta-path finder

@@ -199,9 +199,14 @@ def test_run_stream_survives_a_disconnect(bundle) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_exits_zero_and_flushes_the_jsonl(bundle, tmp_path, sig) -> None:
+    """The stream runs in a subprocess with torch blocked, on an endless unthrottled replay, until signalled."""
     src = _save(tmp_path / "loop.npz", _recording(20), ("ppg",))
     out = tmp_path / "live.jsonl"
     code = ("import json, logging, sys\nlogging.basicConfig(level=logging.INFO)\n"
+            "class NoTorch:\n"  # a device runs bundles without PyTorch
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch': raise ImportError('torch blocked')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
             "from edgebridge.runtime.app import run_stream\n"
             "stats = run_stream(sys.argv[1], sys.argv[2], sinks=['jsonl:' + sys.argv[3]])\n"
             "sys.stdout.write(json.dumps(stats))\n")
