@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from edgebridge.backbones import get_backbone, get_backbone_entry
 from edgebridge.backbones.convert import weight_norm_to_legacy
-from edgebridge.backbones.ecg_fm import ECGFM, MultiheadSelfAttention, ecg_fm
+from edgebridge.backbones.ecg_fm import ECGFM, ecg_fm
+from edgebridge.backbones.layers import SeparateQKVAttention
 from edgebridge.backbones.weights import CheckpointError, CheckpointMismatch
 
 TINY = get_backbone_entry("ecg_fm").tiny_kwargs
@@ -57,7 +58,7 @@ def test_fairseq_module_tree_names():
 
 def test_attention_equals_torch_reference_implementation():
     torch.manual_seed(0)
-    att = MultiheadSelfAttention(32, 4).eval()
+    att = SeparateQKVAttention(32, 4).eval()
     x = torch.randn(2, 9, 32)
     xt = x.transpose(0, 1)  # fairseq runs time-major
     ref, _ = F.multi_head_attention_forward(

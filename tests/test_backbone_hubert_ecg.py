@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 
 from edgebridge.backbones import get_backbone, get_backbone_entry
 from edgebridge.backbones.convert import weight_norm_to_legacy
-from edgebridge.backbones.hubert_ecg import Attention, HuBERTECG, hubert_ecg_small
+from edgebridge.backbones.hubert_ecg import HuBERTECG, hubert_ecg_small
+from edgebridge.backbones.layers import SeparateQKVAttention
 from edgebridge.backbones.weights import CheckpointError, CheckpointMismatch
 
 TINY = get_backbone_entry("hubert_ecg_small").tiny_kwargs
@@ -66,7 +67,7 @@ def test_hf_module_tree_names():
 
 def test_attention_equals_torch_reference_implementation():
     torch.manual_seed(0)
-    att = Attention(32, 4).eval()
+    att = SeparateQKVAttention(32, 4).eval()
     x = torch.randn(2, 7, 32)
     ref, _ = F.multi_head_attention_forward(
         x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), 32, 4,

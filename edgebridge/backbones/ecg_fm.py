@@ -26,6 +26,7 @@ from torch import nn
 
 from edgebridge.backbones.base import Backbone
 from edgebridge.backbones.convert import load_official
+from edgebridge.backbones.layers import SeparateQKVAttention
 from edgebridge.backbones.registry import register_backbone
 from edgebridge.spec import SignalSpec
 
@@ -66,30 +67,6 @@ class SamePad(nn.Module):
         return x[:, :, : -self.remove] if self.remove else x
 
 
-class MultiheadSelfAttention(nn.Module):
-    """fairseq ``MultiheadAttention`` (self-attention, biases on all four projections). Shapes: (B, T, D) -> same."""
-
-    def __init__(self, dim: int, heads: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"embed dim {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.dropout = dropout
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.q_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-
-        def split(z: torch.Tensor) -> torch.Tensor:
-            return z.view(b, t, self.heads, d // self.heads).transpose(1, 2)
-
-        att = F.scaled_dot_product_attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)),
-                                             dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(att.transpose(1, 2).reshape(b, t, d))
-
 
 class TransformerEncoderLayer(nn.Module):
     """Post-LN wav2vec 2.0 layer; returns ``(x, (None, ffn_output))`` as fairseq does (attention weights not kept).
@@ -100,7 +77,7 @@ class TransformerEncoderLayer(nn.Module):
     def __init__(self, dim: int, heads: int, ffn: int, dropout: float = 0.1, attention_dropout: float = 0.1,
                  activation_dropout: float = 0.0) -> None:
         super().__init__()
-        self.self_attn = MultiheadSelfAttention(dim, heads, attention_dropout)
+        self.self_attn = SeparateQKVAttention(dim, heads, attention_dropout)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(activation_dropout)
         self.dropout3 = nn.Dropout(dropout)

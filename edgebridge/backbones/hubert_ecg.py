@@ -23,6 +23,7 @@ from torch import nn
 
 from edgebridge.backbones.base import Backbone
 from edgebridge.backbones.convert import load_official
+from edgebridge.backbones.layers import SeparateQKVAttention
 from edgebridge.backbones.registry import register_backbone
 from edgebridge.spec import SignalSpec
 
@@ -100,33 +101,6 @@ class PositionalConvEmbedding(nn.Module):
         return self.activation(x).transpose(1, 2)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention with separate q/k/v/out projections (HF ``HubertAttention``).
-
-    Shapes: (B, N, D) -> (B, N, D).
-    """
-
-    def __init__(self, hidden: int, heads: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        if hidden % heads:
-            raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
-        self.heads = heads
-        self.dropout = dropout
-        self.q_proj = nn.Linear(hidden, hidden)
-        self.k_proj = nn.Linear(hidden, hidden)
-        self.v_proj = nn.Linear(hidden, hidden)
-        self.out_proj = nn.Linear(hidden, hidden)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
-
-        att = F.scaled_dot_product_attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)),
-                                             dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(att.transpose(1, 2).reshape(b, n, d))
-
 
 class FeedForward(nn.Module):
     """Linear-GELU-Linear. Shapes: (B, N, D) -> (B, N, D)."""
@@ -152,7 +126,7 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, hidden: int, heads: int, ffn: int, eps: float = 1e-5, dropout: float = 0.1) -> None:
         super().__init__()
-        self.attention = Attention(hidden, heads, dropout)
+        self.attention = SeparateQKVAttention(hidden, heads, dropout)
         self.dropout = nn.Dropout(dropout)
         self.layer_norm = nn.LayerNorm(hidden, eps=eps)
         self.feed_forward = FeedForward(hidden, ffn, dropout)

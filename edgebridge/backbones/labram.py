@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgebridge.backbones.base import Backbone
+from edgebridge.backbones.layers import Mlp
 from edgebridge.backbones.registry import register_backbone
 from edgebridge.backbones.weights import CheckpointMismatch, load_strict, read_state_dict, strip_prefixes
 from edgebridge.spec import SignalSpec
@@ -139,18 +140,6 @@ class Attention(nn.Module):
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
 
-
-class Mlp(nn.Module):
-    """fc1 → GELU → fc2. Shapes: (B, N, D) -> (B, N, D)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):

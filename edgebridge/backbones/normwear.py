@@ -34,6 +34,7 @@ from torch import nn
 
 from edgebridge.backbones.base import Backbone
 from edgebridge.backbones.cwt import NORMWEAR_WIDTHS, NormWearScalogram
+from edgebridge.backbones.layers import Mlp
 from edgebridge.backbones.registry import register_backbone
 from edgebridge.backbones.weights import load_strict, read_state_dict, strip_prefixes
 from edgebridge.spec import SignalSpec
@@ -85,18 +86,6 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
 
-
-class Mlp(nn.Module):
-    """fc1 → GELU → fc2. Shapes: (B, N, D) -> (B, N, D)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):

@@ -12,12 +12,12 @@ import json
 import os
 import struct
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgebridge.data.windows import WindowBatches
 from edgebridge.preprocess import Preprocessor
 from edgebridge.spec import SignalSpec, SpecError
 
@@ -61,7 +61,7 @@ def read_manifest(out: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-class PreparedWindows:
+class PreparedWindows(WindowBatches):
     """Paired windows of one split of a prepared data set, with the same interface as ``PairedWindows``.
 
     Args:
@@ -155,15 +155,6 @@ class PreparedWindows:
             x, pre = self._stored(i, key), self._pre[key][s]
             out.append(pre(x) if pre is not None else np.ascontiguousarray(x, dtype=np.float32))
         return out[0], out[1], int(self._label[i])
-
-    def batches(self, batch_size: int, indices: np.ndarray | None = None
-                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Preprocessed batches in index order. Shapes: -> (B, C_new, T_new), (B, C_old, T_old), (B,)."""
-        indices = np.arange(len(self)) if indices is None else np.asarray(indices)
-        for start in range(0, indices.size, batch_size):
-            items = [self.get(int(i)) for i in indices[start:start + batch_size]]
-            yield (np.stack([a for a, _, _ in items]), np.stack([b for _, b, _ in items]),
-                   np.array([c for _, _, c in items], dtype=np.int64))
 
     def fingerprint(self) -> str:
         """Identifies these windows (prepared settings, split, shards, specs) for feature-cache keys."""

@@ -64,7 +64,20 @@ class WindowIndex:
     label: np.ndarray
 
 
-class PairedWindows:
+class WindowBatches:
+    """``batches()`` for any window set with ``__len__`` and ``get(i) -> (x_new, x_old, label)``."""
+
+    def batches(self, batch_size: int, indices: np.ndarray | None = None
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Preprocessed batches in index order. Shapes: -> (B, C_new, T_new), (B, C_old, T_old), (B,)."""
+        indices = np.arange(len(self)) if indices is None else np.asarray(indices)
+        for start in range(0, indices.size, batch_size):
+            items = [self.get(int(i)) for i in indices[start:start + batch_size]]
+            yield (np.stack([a for a, _, _ in items]), np.stack([b for _, b, _ in items]),
+                   np.array([c for _, _, c in items], dtype=np.int64))
+
+
+class PairedWindows(WindowBatches):
     """Aligned (new, old) windows of a set of recordings.
 
     Args:
@@ -139,15 +152,6 @@ class PairedWindows:
         x_new = self._pre_new[r_i](self._raw(r_i, k, self.spec_new))
         x_old = self._pre_old[r_i](self._raw(r_i, k, self.spec_old))
         return x_new, x_old, int(self.index.label[i])
-
-    def batches(self, batch_size: int, indices: np.ndarray | None = None
-                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Preprocessed batches in index order. Shapes: -> (B, C_new, T_new), (B, C_old, T_old), (B,)."""
-        indices = np.arange(len(self)) if indices is None else np.asarray(indices)
-        for start in range(0, indices.size, batch_size):
-            items = [self.get(int(i)) for i in indices[start:start + batch_size]]
-            yield (np.stack([a for a, _, _ in items]), np.stack([b for _, b, _ in items]),
-                   np.array([c for _, _, c in items], dtype=np.int64))
 
     def fingerprint(self) -> str:
         """Identifies the windows (subjects, window positions, specs) for feature-cache keys."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebridge.io import sha256_file  # noqa: F401  (re-exported: bundle.sha256_file)
 from edgebridge.preprocess import Preprocessor
 from edgebridge.spec import SignalSpec
 
@@ -39,12 +40,6 @@ class BundleError(ValueError):
     """A bundle is missing, malformed, or has been modified since export."""
 
 
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:

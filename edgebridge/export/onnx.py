@@ -8,7 +8,6 @@ silently fixes the batch dim when the example batch is 1 (reference/stack_check.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import warnings
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from edgebridge.export.formats import DEFAULT_MAX_BATCH, DEFAULT_OPSET, EXPORT_EXAMPLE_BATCH, EXPORTERS, ExportArgError
+from edgebridge.io import sha256_file  # noqa: F401  (re-exported: bundle.sha256_file)
 from edgebridge.spec import SignalSpec
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,6 @@ class OnnxInfo:
     exporter: str
 
 
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
 
 
 def prepare_for_export(model: nn.Module, example: torch.Tensor) -> nn.Module:
