@@ -35,7 +35,8 @@ def module_fingerprint(module: nn.Module) -> str:
     for name, tensor in module.state_dict().items():
         h.update(name.encode())
         h.update(str(tuple(tensor.shape)).encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # bytes of any dtype, bf16 too
+        h.update(raw.numpy().tobytes())
     return h.hexdigest()[:16]
 
 

@@ -45,7 +45,8 @@ def resolve_specs(cfg: RunConfig) -> tuple[SignalSpec, SignalSpec]:
         try:
             spec = SignalSpec.from_dict(fields)
         except ValueError:
-            spec = get_backbone(section.backbone, **section.kwargs).spec.replace(**fields)
+            with torch.device("meta"):  # only the default spec is needed: build no real weights
+                spec = get_backbone(section.backbone, **section.kwargs).spec.replace(**fields)
         if spec.modality != modality:
             raise ValueError(f"{section.backbone}: spec modality '{spec.modality}' differs from the run's '{modality}'")
         return spec
@@ -147,9 +148,12 @@ def load_models(cfg: RunConfig, spec_new: SignalSpec, spec_old: SignalSpec) -> F
 
 # --- stages -------------------------------------------------------------------------------------------------
 def features_for(run_dir: Path, models: FrozenModels, windows: Any, cfg: RunConfig) -> FeatureSet:
+    """Cached frozen features of ``windows``, computed on the training device."""
+    device = resolve_device(cfg.train.device)
+    for module in (models.new, models.old, models.head):
+        module.to(device)
     cache_root = run_dir.parent / ".edgebridge-cache" / "features"
-    return cached_features(cache_root, models.new, models.old, models.head, windows, cfg.train.batch_size,
-                           resolve_device(cfg.train.device))
+    return cached_features(cache_root, models.new, models.old, models.head, windows, cfg.train.batch_size, device)
 
 
 def run_selection(cfg: RunConfig, run_dir: Path, pair: FeatureSet) -> Selection:
