@@ -227,3 +227,20 @@ def wait_for(predicate, timeout_s: float) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+@pytest.mark.parametrize("preset, code, values", [
+    ("int16_le", "h", (-32768, -1, 0, 32767)),
+    ("int32_le", "i", (-(2**31), -5, 7, 2**31 - 1)),
+    ("float32_le", "f", (-1.5, 0.0, 3.25, 1e6)),
+])
+def test_binary_presets_decode_independently_encoded_frames(preset: str, code: str, values: tuple) -> None:
+    parser = make_parser(preset, n_channels=N_CH)
+    stream = b""
+    for counter in (3, 4, 5):
+        body = struct.pack("<H" + code * N_CH, counter, *values)
+        stream += SYNC + body + bytes([reduce(lambda a, b: a ^ b, body, 0)]) + END
+    samples = parser.feed(b"\x00\xff" + stream)
+    assert [s[0] for s in samples] == [3, 4, 5]
+    for s in samples:
+        np.testing.assert_array_equal(np.asarray(s[1], dtype=np.float64), np.asarray(values, dtype=np.float64))
