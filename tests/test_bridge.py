@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_bridged
 
 from edgebridge.bridge.compose import hook_injected_forward
 from edgebridge.bridge.layers import ProtoLowRankBridge, bridge_param_count
-from tests.helpers import tiny_bridged
 
 
 def test_bridge_is_exactly_zero_at_init_and_counts_params() -> None:

@@ -94,10 +94,11 @@ def test_generic_adapter_from_a_config_reference() -> None:
 
 
 def test_feature_cache_key_changes_with_weights_windows_and_spec(tmp_path: Path) -> None:
+    from helpers import tiny_pair
+
     from edgebridge.data.synthetic import SyntheticConfig, make_dataset
     from edgebridge.data.windows import PairedWindows
     from edgebridge.features import cache_key
-    from tests.helpers import tiny_pair
 
     new, old, head = tiny_pair()
     recs = make_dataset(SyntheticConfig(n_subjects=2, minutes_per_condition=0.5, fs_ecg_hz=100.0, fs_ppg_hz=50.0))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_bridged
 
 from edgebridge.backbones.loading import save_backbone, save_head
 from edgebridge.backbones.weights import CheckpointError, CheckpointMismatch
@@ -16,7 +17,6 @@ from edgebridge.bridge.compose import OldSuffix
 from edgebridge.bridge.config import BridgeConfig, ModelRef
 from edgebridge.io import sha256_file
 from edgebridge.train import TrainConfig, cosine_loss, fit
-from tests.helpers import tiny_bridged
 
 
 def _cached_data(new, old, m: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
