@@ -68,7 +68,7 @@ def resolve_run(run_dir: str | Path | None, root: str | Path = DEFAULT_ROOT) -> 
 
 def run_windows(run_dir: str | Path, split: str) -> Any:
     """The run's paired windows of one split (train / val / pair / test), rebuilt from its config."""
-    from edgebridge.config import from_dict, RunConfig
+    from edgebridge.config import RunConfig, from_dict
     from edgebridge.pipeline import build_windows, resolve_specs
 
     cfg = from_dict(RunConfig, read_run_info(run_dir)["config"])
