@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
+import struct
 import subprocess
 import sys
+import threading
 import time
+import tty
 
 import numpy as np
 import pytest
@@ -195,6 +199,53 @@ def test_run_stream_survives_a_disconnect(bundle) -> None:
     assert stats["reconnects"] == 1 and len(made) == 2 and stats["reason"] == "finished"
     assert stats["samples"] == x.shape[1] and stats["emitted"] == len(got) >= 5
     assert got[-1].start_index > 590 and got[-1].scored
+
+
+def _frames(x: np.ndarray, scale: float) -> bytes:
+    """The binary protocol ``a5 5a | u16 counter | int16 value | xor | c0`` for each sample of a 1-channel signal."""
+    out = bytearray()
+    for i, v in enumerate(np.round(x[0] / scale).astype(np.int16)):
+        body = struct.pack("<Hh", i % 65536, int(v))
+        xor = 0
+        for b in body:
+            xor ^= b
+        out += b"\xa5\x5a" + body + bytes([xor]) + b"\xc0"
+    return bytes(out)
+
+
+def test_serial_binary_protocol_through_a_pty(bundle) -> None:
+    """A board emulated on a pty: URI settings (rate, parser, hex sync/end, scale) reach the parser; predictions
+    equal the offline path on the same (quantised) samples."""
+    scale = 0.01
+    x = np.round(_recording(12, seed=2) / scale) * scale  # what the board's int16 frames can carry
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    data, stop = _frames(x, scale), threading.Event()
+
+    def board() -> None:  # 10x real time, in 100-sample bursts; waits until the reader has opened the port
+        time.sleep(0.5)
+        for a in range(0, len(data), 700):
+            if stop.is_set():
+                return
+            os.write(master, data[a:a + 700])
+            time.sleep(0.1)
+
+    writer = threading.Thread(target=board, daemon=True)
+    writer.start()
+    uri = (f"serial:{os.ttyname(slave)}?fs_hz=100&parser=int16_le&sync=a55a&end=c0&checksum=xor&scale={scale}"
+           f"&counter_bytes=2")
+    try:
+        got = list(stream(bundle, uri, max_windows=3))
+    finally:
+        stop.set()
+        writer.join(5)
+        os.close(master)
+        os.close(slave)
+    starts, probs, labels = _offline(bundle, x)
+    assert len(got) == 3
+    for k, p in enumerate(got):
+        assert p.start_index == starts[k] and p.label == labels[k] and p.flags == ()
+        np.testing.assert_allclose(p.probs, probs[k], atol=1e-4)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

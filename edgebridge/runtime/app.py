@@ -44,6 +44,9 @@ SinkLike = str | Sink | Callable[[Prediction], Any]
 #: Sink schemes whose constructor needs the class names (a CSV header, an LSL channel list).
 SINKS_WITH_CLASS_NAMES = ("csv", "lsl")
 GPU_PROVIDERS = ("cuda", "tensorrt")
+#: URI settings that are strings by nature (never turned into numbers or lists): paths, addresses, hex bytes.
+RAW_SETTINGS = frozenset({"file", "serial_port", "mac_address", "ip_address", "serial_number", "other_info", "name",
+                          "source_id", "stream_type", "sync", "end", "master_board"})
 
 
 def _coerce(text: str) -> Any:
@@ -70,7 +73,7 @@ def split_source_uri(uri: str) -> tuple[str, dict[str, Any]]:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError as e:
         raise SourceError(f"source URI '{uri}': cannot parse the settings after '?': {e}") from e
-    return base, {k: _coerce(v) for k, v in pairs}
+    return base, {k: v if k in RAW_SETTINGS else _coerce(v) for k, v in pairs}
 
 
 def _brainflow_defaults(options: dict[str, Any], spec: SignalSpec) -> None:
@@ -84,6 +87,14 @@ def _brainflow_defaults(options: dict[str, Any], spec: SignalSpec) -> None:
 def _serial_defaults(options: dict[str, Any], spec: SignalSpec) -> None:
     if "n_channels" not in options and "channels" not in options:
         options["n_channels"] = spec.n_channels  # a frame layout that does not match fails to parse, loudly
+    for key in ("sync", "end"):  # binary frame markers are given in hex in a URI: sync=a55a&end=c0
+        if isinstance(options.get(key), str):
+            try:
+                options[key] = bytes.fromhex(options[key])
+            except ValueError as e:
+                raise SourceError(f"serial setting {key}={options[key]!r} must be hex bytes, e.g. a55a") from e
+    if str(options.get("checksum", "")).lower() == "none":
+        options["checksum"] = None
 
 
 #: Per-scheme defaults taken from the bundle's SignalSpec (device settings the model implies).
