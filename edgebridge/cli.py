@@ -209,5 +209,38 @@ def data_inspect(out: str, png: str | None, as_json: bool) -> None:
     _emit(summary, as_json, json.dumps(summary, indent=2, default=str))
 
 
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--source", default="brainflow:synthetic", show_default=True,
+              help="brainflow:<board>[?serial_port=..], serial:<port>?parser=.., lsl:<name>, "
+                   "file:<path>[?realtime=0].")
+@click.option("--channels", default=None, help="Comma-separated source channels to use, in the model's order.")
+@click.option("--sink", "sinks", multiple=True, help="jsonl:- (default), jsonl:<file>, csv:<file>, lsl:<name>.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True)
+@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default=None,
+              help="ONNX Runtime execution provider (default: the best available).")
+@click.option("--max-windows", type=int, default=None,
+              help="Stop after this many windows (default: run until stopped).")
+def stream(bundle: str, source: str, channels: str | None, sinks: tuple[str, ...], precision: str,
+           provider: str | None, max_windows: int | None) -> None:
+    """Live predictions from a sensor; the bundle's SignalSpec sets window, hop, rate and filters."""
+    from edgebridge.runtime.app import run_stream
+
+    stats = run_stream(bundle, source, sinks=sinks or ("jsonl:-",), precision=precision, provider=provider,
+                       channels=tuple(channels.split(",")) if channels else None, max_windows=max_windows)
+    logging.getLogger("edgebridge.stream").info("stopped: %s", json.dumps(stats, default=str))
+
+
+@main.command()
+@JSON
+def doctor(as_json: bool) -> None:
+    """What this machine can run: Python, torch, ONNX Runtime providers, TensorRT, GPU, JetPack, BrainFlow, LSL."""
+    from edgebridge.doctor import doctor as check
+    from edgebridge.doctor import format_report
+
+    report = check()
+    _emit(report, as_json, format_report(report))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
