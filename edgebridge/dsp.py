@@ -50,21 +50,43 @@ def resample(x: np.ndarray, fs_in_hz: float, fs_out_hz: float, n_out: int | None
 
 
 @lru_cache(maxsize=256)
-def _bandpass_sos(fs_hz: float, lo_hz: float, hi_hz: float, order: int) -> np.ndarray:
+def _bandpass_sos(fs_hz: float, lo_hz: float, hi_hz: float, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Second-order sections and their step-response initial state (``sosfilt_zi``), designed once per setting."""
     if lo_hz <= 0:
-        return _sig.butter(order, hi_hz, btype="lowpass", fs=fs_hz, output="sos")
-    return _sig.butter(order, (lo_hz, hi_hz), btype="bandpass", fs=fs_hz, output="sos")
+        sos = _sig.butter(order, hi_hz, btype="lowpass", fs=fs_hz, output="sos")
+    else:
+        sos = _sig.butter(order, (lo_hz, hi_hz), btype="bandpass", fs=fs_hz, output="sos")
+    return sos, _sig.sosfilt_zi(sos)
+
+
+def _odd_extend(x: np.ndarray, n: int) -> np.ndarray:
+    """Odd reflection of ``n`` samples at both ends of time (as scipy's ``odd_ext``). Shapes: (C, T) -> (C, T+2n)."""
+    if n == 0:
+        return x
+    left = 2 * x[:, :1] - x[:, n:0:-1]
+    right = 2 * x[:, -1:] - x[:, -2:-(n + 2):-1]
+    return np.concatenate((left, x, right), axis=1)
 
 
 def sos_bandpass(x: np.ndarray, fs_hz: float, lo_hz: float, hi_hz: float, order: int = 4) -> np.ndarray:
     """Zero-phase Butterworth band-pass inside the window (``lo_hz == 0`` gives a low-pass).
 
+    The same arithmetic as ``scipy.signal.sosfiltfilt`` with odd padding, but the initial filter state comes from
+    the cached design instead of being solved again for every window (half the per-window DSP time live).
+
     Shapes: x: (C, T) -> (C, T).
     """
     x = _as_2d(x)
-    sos = _bandpass_sos(float(fs_hz), float(lo_hz), float(hi_hz), int(order))
+    sos, zi = _bandpass_sos(float(fs_hz), float(lo_hz), float(hi_hz), int(order))
     padlen = min(3 * (2 * len(sos) + 1), x.shape[1] - 1)
-    return _sig.sosfiltfilt(sos, x, axis=1, padlen=padlen).astype(np.float32, copy=False)
+    ext = _odd_extend(np.asarray(x, dtype=np.float64), padlen)
+    zi = zi[:, None, :]  # (sections, 1, 2): broadcast over channels
+    y, _ = _sig.sosfilt(sos, ext, axis=1, zi=zi * ext[None, :, :1])
+    y, _ = _sig.sosfilt(sos, y[:, ::-1], axis=1, zi=zi * y[None, :, -1:])
+    y = y[:, ::-1]
+    if padlen:
+        y = y[:, padlen:-padlen]
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 @lru_cache(maxsize=64)
