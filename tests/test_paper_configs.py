@@ -46,8 +46,8 @@ PAPER = {
 
 def meta_models(cfg):
     """Both backbones of a config on the meta device: shapes without weights (probing NormWear costs ~0.1 s)."""
-    spec_new, spec_old = resolve_specs(cfg)
-    with torch.device("meta"):
+    with torch.device("meta"):  # resolve_specs builds the default models to read their specs: free on meta
+        spec_new, spec_old = resolve_specs(cfg)
         new = get_backbone(cfg.new.backbone, spec=spec_new, **cfg.new.kwargs)
         old = get_backbone(cfg.old.backbone, spec=spec_old, **cfg.old.kwargs)
     return new, old
@@ -214,7 +214,8 @@ DATASETS = {"wesad": _wesad, "isruc": _isruc, "fog": _fog}
 def run_direction(name: str, tmp_path: Path, weights) -> None:
     cfg = load_config(CONFIGS / f"{name}.toml")
     dataset = name.split("_")[0]
-    spec_new, spec_old = resolve_specs(cfg)
+    with torch.device("meta"):
+        spec_new, spec_old = resolve_specs(cfg)
     options = DATASETS[dataset](tmp_path / "raw")
     prepare_dataset(dataset, tmp_path / "raw", tmp_path / "prepared", new=cfg.new_modality, old=cfg.old_modality,
                     **options)
