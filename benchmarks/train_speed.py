@@ -186,7 +186,7 @@ def mode_cached_train(cache_dir: str, epochs: int) -> dict:
         for i in range(0, len(z), BATCH):
             ts = time.perf_counter()
             zb, tb = torch.from_numpy(np.array(z[i:i + BATCH])), torch.from_numpy(np.array(target[i:i + BATCH]))
-            pred = suffix(bridge(zb))
+            pred = suffix.last_btd(bridge(zb))
             loss = (1 - F.cosine_similarity(pred.flatten(1), tb.flatten(1), dim=1)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -79,7 +79,7 @@ def sos_bandpass(x: np.ndarray, fs_hz: float, lo_hz: float, hi_hz: float, order:
     x = _as_2d(x)
     sos, zi = _bandpass_sos(float(fs_hz), float(lo_hz), float(hi_hz), int(order))
     padlen = min(3 * (2 * len(sos) + 1), x.shape[1] - 1)
-    ext = _odd_extend(np.asarray(x, dtype=np.float64), padlen)
+    ext = _odd_extend(x, padlen)  # in the input's dtype, as scipy does; sosfilt then works in float64
     zi = zi[:, None, :]  # (sections, 1, 2): broadcast over channels
     y, _ = _sig.sosfilt(sos, ext, axis=1, zi=zi * ext[None, :, :1])
     y, _ = _sig.sosfilt(sos, y[:, ::-1], axis=1, zi=zi * y[None, :, -1:])

@@ -25,7 +25,7 @@ from edgebridge.backbones.base import Backbone
 from edgebridge.io import atomic_directory
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 RESERVOIR_ROWS = 2048
 
 
@@ -73,7 +73,8 @@ def _batch_features(new: Backbone, old: Backbone, head: nn.Module, x_new: torch.
         old_tokens.append(btd)
         h = old.run_block(i, h)
     pseudo = head(old.readout(h)).argmax(dim=1)
-    return new_pooled, old_pooled, old_tokens, h.reshape(h.shape[0], -1), pseudo
+    # canonical (B, N·D): native layouts may fold variables into the batch (NormWear), which a flatten would split
+    return new_pooled, old_pooled, old_tokens, old.to_btd(h).flatten(1), pseudo
 
 
 def compute_features(new: Backbone, old: Backbone, head: nn.Module, windows: Any, batch_size: int = 32,

@@ -131,7 +131,8 @@ def load_models(cfg: RunConfig, spec_new: SignalSpec, spec_old: SignalSpec) -> F
     def ref(section: Any) -> ModelRef:
         sha = sha256_file(section.checkpoint) if section.checkpoint else None
         head_sha = sha256_file(section.head) if section.head else None
-        return ModelRef(section.backbone, dict(section.kwargs), section.checkpoint, sha, section.head, head_sha)
+        return ModelRef(section.backbone, dict(section.kwargs), section.checkpoint, sha, section.head, head_sha,
+                        section.trust_checkpoint)
 
     new_ref, old_ref = ref(cfg.new), ref(cfg.old)
     new = build_backbone(cfg.new.backbone, spec_new, cfg.new.kwargs, cfg.new.checkpoint, None,

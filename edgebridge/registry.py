@@ -36,6 +36,10 @@ class Registry(Generic[T]):
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise KeyError(f"unknown {self.kind} '{name}'; {hint}known: {sorted(self._items)}") from None
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (tests that register temporary entries clean up with it)."""
+        self._items.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._items)
 

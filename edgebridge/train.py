@@ -1,9 +1,9 @@
 """Compact bridge trainer on cached frozen features.
 
 A step is: cached pooled new features z → bridge → old blocks l..L (frozen, with autograd to the bridge) →
-1 − cos against the cached old last-block output. The new model never runs and the old model never runs below
-block l. Adam on bridge parameters only, warm-up + cosine LR, validation alignment every epoch, early stopping,
-best checkpoint, resumable from the last epoch.
+1 − cos against the cached old last-block output (both in the canonical (B, N, D) layout). The new model never
+runs and the old model never runs below block l. Adam on bridge parameters only, warm-up + cosine LR, validation
+alignment every epoch, early stopping, best checkpoint, resumable from the last epoch.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def evaluate(bridge: ProtoLowRankBridge, suffix: OldSuffix, z: np.ndarray, targe
         zb = torch.from_numpy(np.array(z[start:start + cfg.batch_size * 4])).to(device)
         tb = torch.from_numpy(np.array(target[start:start + cfg.batch_size * 4])).to(device)
         with autocast_for(device, cfg.amp):
-            loss = loss_fn(suffix(bridge(zb)), tb)
+            loss = loss_fn(suffix.last_btd(bridge(zb)), tb)
         total += float(loss) * len(zb)
         n += len(zb)
     return total / n
@@ -170,7 +170,7 @@ def fit(bridge: ProtoLowRankBridge, suffix: OldSuffix, train: tuple[np.ndarray, 
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, cfg)
             with autocast_for(device, cfg.amp):
-                loss = loss_fn(suffix(bridge(zb)), tb)
+                loss = loss_fn(suffix.last_btd(bridge(zb)), tb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

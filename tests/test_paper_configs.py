@@ -259,16 +259,7 @@ def test_direction_runs_end_to_end(name: str, tmp_path: Path, weights) -> None:
     run_direction(name, tmp_path, weights)
 
 
-# NormWear as the OLD model folds its 3 variables into the batch (native (B·3, 560, 768)). features.py caches the
-# target as ``h.reshape(h.shape[0], -1)`` of the native tensor and train.py compares the native suffix output, so
-# pred has 3·B rows and the cached target 3·B rows per B windows, misaligned with the other per-window arrays:
-# training crashes ("size of tensor a (36) must match ... (12)"). Fix (not in this test's files): compare
-# ``old.to_btd(h).flatten(1)`` in both places and bump features.CACHE_VERSION.
-NORMWEAR_OLD_BUG = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                     reason="features/train flatten NormWear's native (B·nvar, N, D) target")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fog_eeg2emg", pytest.param("fog_emg2eeg", marks=NORMWEAR_OLD_BUG)])
+@pytest.mark.parametrize("name", ["fog_eeg2emg", "fog_emg2eeg"])  # NormWear as new, then as old (nvar in batch)
 def test_normwear_direction_runs_end_to_end(name: str, tmp_path: Path, weights) -> None:
     run_direction(name, tmp_path, weights)

@@ -120,12 +120,14 @@ def test_nan_samples_are_reported_with_the_subject(tmp_path: Path) -> None:
         recs[3].signals["ppg"].data[0, 100] = np.nan
         return iter(recs)
 
-    if "nan_synthetic" not in LOADERS:
-        LOADERS.add("nan_synthetic", nan_loader)
-    cfg = small_config("nan")
-    cfg.data.loader, cfg.data.options = "nan_synthetic", {}
-    with pytest.raises(ValueError, match="subject S04: ppg has 1 NaN/inf sample"):
-        run_pipeline(cfg, new_run_dir("nan", tmp_path))
+    LOADERS.add("nan_synthetic", nan_loader)
+    try:
+        cfg = small_config("nan")
+        cfg.data.loader, cfg.data.options = "nan_synthetic", {}
+        with pytest.raises(ValueError, match="subject S04: ppg has 1 NaN/inf sample"):
+            run_pipeline(cfg, new_run_dir("nan", tmp_path))
+    finally:
+        LOADERS.remove("nan_synthetic")
 
 
 def test_quickstart_meets_the_method_targets() -> None:

@@ -58,7 +58,8 @@ def load_bridge(bridge_dir: str | Path) -> tuple[ProtoLowRankBridge, BridgeConfi
 
 
 def load_frozen(ref: ModelRef, spec, trust_pickle: bool = False) -> Backbone:
-    return build_backbone(ref.backbone, spec, ref.kwargs, ref.checkpoint, ref.sha256, trust_pickle)
+    """Rebuild a frozen model; a pickle the user trusted at training time (recorded in ``ref``) stays trusted."""
+    return build_backbone(ref.backbone, spec, ref.kwargs, ref.checkpoint, ref.sha256, trust_pickle or ref.trust_pickle)
 
 
 def load_bridged(bridge_dir: str | Path, trust_pickle: bool = False) -> tuple[BridgedModel, BridgeConfig]:

@@ -39,6 +39,10 @@ class OldSuffix(nn.Module):
         b = self.backbone
         return b.run_blocks(b.from_btd(h_btd), self.out_layer, b.n_blocks)
 
+    def last_btd(self, h_btd: torch.Tensor) -> torch.Tensor:
+        """The last block's output in the canonical layout — what the bridge loss compares. Shapes: -> (B, N, D)."""
+        return self.backbone.to_btd(self(h_btd))
+
 
 class BridgedModel(nn.Module):
     """The deployable chain. Shapes: x_new (B, C, T) -> logits (B, K).

@@ -25,6 +25,7 @@ class ModelRef:
     sha256: str | None = None
     head: str | None = None
     head_sha256: str | None = None
+    trust_pickle: bool = False
 
 
 @dataclass(frozen=True)
