@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from edgebridge.preprocess import SignalError
 from edgebridge.spec import SpecError
 
@@ -9,12 +11,10 @@ from edgebridge.spec import SpecError
 def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [SpecError, SignalError, FileNotFoundError, FileExistsError, KeyError,
                                          IndexError, ValueError, ImportError]
-    try:  # torch-side errors exist only where torch is installed
+    if importlib.util.find_spec("torch") is not None:  # checkpoint errors exist only where torch is installed
         from edgebridge.backbones.weights import CheckpointError
 
         errors.append(CheckpointError)
-    except ImportError:
-        pass
     return tuple(errors)
 
 
