@@ -33,12 +33,14 @@ class _Group(click.Group):
     """Turns expected user errors into one red line instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from edgebridge.errors import USER_ERRORS
+        from edgebridge.errors import is_user_error
 
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if not is_user_error(exc) or logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 

@@ -19,3 +19,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 USER_ERRORS = _user_errors()
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Bad input or a designed refusal (int8 gate, tampered bundle, lost source …): print it as one line.
+
+    Every exception class edgebridge defines carries a message written for the user; so do the built-in kinds above.
+    """
+    return isinstance(exc, USER_ERRORS) or type(exc).__module__.startswith("edgebridge.")

@@ -141,3 +141,18 @@ def test_quickstart_meets_the_method_targets() -> None:
     assert s["bridged"]["balanced_accuracy"] >= s["oracle"]["balanced_accuracy"] - 0.10
     assert s["bridged"]["balanced_accuracy"] >= s["chance"]["balanced_accuracy"] + 0.2
     assert s["trainable_params"] < 0.05 * s["frozen_params"]
+
+
+def test_cli_reports_designed_errors_in_one_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", "--runs-root", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: FileNotFoundError: no runs under {tmp_path / 'none'}/; start one with `edgebridge train` or "
+        "`edgebridge quickstart`"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nnew_modality = "ppg"\nold_modality = "ecg"\n[new]\nbackbone = "tiny_cnn"\n'
+                   '[old]\nbackbone = "tiny_cnn"\n[bridge]\nrnak = 3\n')
+    result = runner.invoke(main, ["train", str(bad), "--runs-root", str(tmp_path / "runs")])
+    assert result.exit_code == 1 and "bridge.rnak: unknown field; did you mean 'rank'?" in result.output
+    assert "Traceback" not in result.output
