@@ -51,15 +51,12 @@ def _open_text(target: str | Path | IO[str]) -> tuple[IO[str], bool]:
     return target, False
 
 
-class JsonlSink(Sink):
-    """One JSON object per line (``Prediction.to_dict``)."""
+class _TextFileSink(Sink):
+    """A sink writing text to a file it may own (closed) or to stdout/a caller's stream (only flushed)."""
 
-    def __init__(self, target: str | Path | IO[str] = "-") -> None:
+    def __init__(self, target: str | Path | IO[str]) -> None:
         self._f, self._own = _open_text(target)
         self._closed = False
-
-    def write(self, pred: Prediction) -> None:
-        self._f.write(json.dumps(pred.to_dict()) + "\n")
 
     def close(self) -> None:
         if not self._closed:
@@ -69,29 +66,31 @@ class JsonlSink(Sink):
                 self._f.close()
 
 
-class CsvSink(Sink):
+class JsonlSink(_TextFileSink):
+    """One JSON object per line (``Prediction.to_dict``)."""
+
+    def __init__(self, target: str | Path | IO[str] = "-") -> None:
+        super().__init__(target)
+
+    def write(self, pred: Prediction) -> None:
+        self._f.write(json.dumps(pred.to_dict()) + "\n")
+
+
+class CsvSink(_TextFileSink):
     """Columns: t_end_s, start_index, label, flags, p_<class>…, dsp_ms, infer_ms, total_ms."""
 
     def __init__(self, target: str | Path | IO[str], class_names: Sequence[str]) -> None:
-        self._f, self._own = _open_text(target)
+        super().__init__(target)
         self.class_names = tuple(class_names)
         self._w = csv.writer(self._f)
         self._w.writerow(["t_end_s", "start_index", "label", "flags", *(f"p_{c}" for c in self.class_names),
                           "dsp_ms", "infer_ms", "total_ms"])
-        self._closed = False
 
     def write(self, pred: Prediction) -> None:
         probs = [""] * len(self.class_names) if pred.probs is None else [f"{p:.6g}" for p in pred.probs]
         lat = pred.latency_ms
         self._w.writerow([f"{pred.t_end_s:.6f}", pred.start_index, pred.label or "", "|".join(pred.flags), *probs,
                           f"{lat.get('dsp', 0.0):.4f}", f"{lat.get('infer', 0.0):.4f}", f"{lat.get('total', 0.0):.4f}"])
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._f.flush()
-            if self._own:
-                self._f.close()
 
 
 class LslSink(Sink):
