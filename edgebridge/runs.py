@@ -66,11 +66,16 @@ def resolve_run(run_dir: str | Path | None, root: str | Path = DEFAULT_ROOT) -> 
     return Path(run_dir) if run_dir is not None else latest_run(root)
 
 
-def run_windows(run_dir: str | Path, split: str) -> Any:
-    """The run's paired windows of one split (train / val / pair / test), rebuilt from its config."""
+def run_splits(run_dir: str | Path, splits: tuple[str, ...]) -> dict[str, Any]:
+    """The run's paired windows of several splits, rebuilt from its config with one read of the recordings."""
     from edgebridge.config import RunConfig, from_dict
     from edgebridge.pipeline import build_windows, resolve_specs
 
     cfg = from_dict(RunConfig, read_run_info(run_dir)["config"])
     spec_new, spec_old = resolve_specs(cfg)
-    return build_windows(cfg, spec_new, spec_old, splits=(split,))[split]
+    return build_windows(cfg, spec_new, spec_old, splits=tuple(dict.fromkeys(splits)))
+
+
+def run_windows(run_dir: str | Path, split: str) -> Any:
+    """The run's paired windows of one split (train / val / pair / test)."""
+    return run_splits(run_dir, (split,))[split]

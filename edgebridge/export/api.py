@@ -226,14 +226,19 @@ def build_engines(path: str | Path, precisions: Sequence[str] | None = None, cac
     return results
 
 
-def _calibration_for_run(run_dir: Path, calib: Any, spec: Any, n: int) -> CalibrationReader:
-    from edgebridge.runs import run_windows
+def _calibration_split(calib: Any) -> str | None:
+    """The run split that ``calib`` names (None: calibration comes from a reader or an .npz instead)."""
+    if calib is None or (isinstance(calib, str) and calib in ("train", "val", "pair", "test")):
+        return calib or "pair"
+    return None
 
+
+def _calibration_for_run(windows: dict[str, Any], calib: Any, spec: Any, n: int) -> CalibrationReader:
     if isinstance(calib, CalibrationReader):
         return calib
-    if calib is None or calib in ("train", "val", "pair", "test"):
-        split = calib or "pair"
-        return CalibrationReader.from_paired(run_windows(run_dir, split), n=n, split=split)
+    split = _calibration_split(calib)
+    if split is not None:
+        return CalibrationReader.from_paired(windows[split], n=n, split=split)
     path = Path(calib)
     if path.suffix != ".npz" or not path.is_file():
         raise QuantizationError(f"calib must be a split name, a CalibrationReader or an .npz of preprocessed "
@@ -254,17 +259,19 @@ def export_run(run_dir: str | Path, out: str | Path | None = None,
     CalibrationReader.
     """
     from edgebridge.bridge.checkpoint import load_bridged
-    from edgebridge.runs import run_windows
+    from edgebridge.runs import run_splits
 
     run_dir = Path(run_dir)
     precisions = validate_precisions(precisions)
     model, config = load_bridged(run_dir / "bridge")
     log.info("export: run %s (%s → %s, m=%d, l=%d)", run_dir, config.new_model.backbone, config.old_model.backbone,
              config.in_layer, config.out_layer)
-    test = run_windows(run_dir, "test")
+    calib_split = _calibration_split(calib) if "int8" in precisions else None
+    windows = run_splits(run_dir, ("test",) + ((calib_split,) if calib_split else ()))  # one read of the data
+    test = windows["test"]
     check = CheckWindows.from_paired(test, n=n_check)
     gate = CheckWindows.from_paired(test, n=n_gate) if "int8" in precisions else None
-    reader = _calibration_for_run(run_dir, calib, config.spec_new, n_calib) if "int8" in precisions else None
+    reader = _calibration_for_run(windows, calib, config.spec_new, n_calib) if "int8" in precisions else None
     bridge_files = {f.name: bundle_mod.sha256_file(f) for f in sorted((run_dir / "bridge").glob("*")) if f.is_file()}
     source = {"run_dir": str(run_dir), "bridge_files": bridge_files}
     return export_bundle(model, config, out or run_dir / "bundle", check, calib=reader, precisions=precisions,
