@@ -19,7 +19,7 @@ from torch import nn
 
 from edgebridge.backbones.base import Backbone, ClassifierHead, TaskModel
 from edgebridge.backbones.loading import save_backbone, save_head
-from edgebridge.metrics import classification_metrics
+from edgebridge.metrics import class_weights, classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ def train_old_model(backbone: Backbone, class_names: tuple[str, ...], x_train: n
     rng = np.random.default_rng(seed)
     head = ClassifierHead(backbone.probe()[-1].out_dim, class_names)
     model = TaskModel(backbone, head)
-    counts = np.bincount(y_train, minlength=len(class_names)).astype(np.float32)
-    weight = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / len(class_names))
+    weight = torch.from_numpy(class_weights(y_train, len(class_names)).astype(np.float32))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     best, best_state = -1.0, None
     for epoch in range(epochs):
@@ -107,7 +106,17 @@ def evaluate_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[
     return classification_metrics(y, predict(model, x), n_classes=None if len(y) == 0 else int(max(y.max(), 0) + 1))
 
 
+DEMO_FILES = {"old": "old_backbone.safetensors", "head": "old_head.safetensors", "new": "new_backbone.safetensors"}
+
+
+def demo_model_paths(models_dir: Path) -> dict[str, Path]:
+    """Where a run keeps its demo models (one naming for saving them and for resuming the run)."""
+    return {role: models_dir / name for role, name in DEMO_FILES.items()}
+
+
 def save_demo_models(models_dir: Path, old: TaskModel, new: Backbone) -> dict[str, Path]:
-    return {"old": save_backbone(models_dir / "old_backbone.safetensors", old.backbone),
-            "head": save_head(models_dir / "old_head.safetensors", old.head),
-            "new": save_backbone(models_dir / "new_backbone.safetensors", new)}
+    paths = demo_model_paths(models_dir)
+    save_backbone(paths["old"], old.backbone)
+    save_head(paths["head"], old.head)
+    save_backbone(paths["new"], new)
+    return paths

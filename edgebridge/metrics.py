@@ -54,3 +54,9 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, float]:
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int | None = None) -> dict[str, float]:
     """All metrics of :func:`metrics_from_confusion` for label vectors."""
     return metrics_from_confusion(confusion_matrix(y_true, y_pred, n_classes))
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Balanced loss weights N / (K · count_k) (scikit-learn's "balanced"; 0 for an absent class). (N,) -> (K,)."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    return np.divide(np.size(y), n_classes * counts, out=np.zeros(n_classes), where=counts > 0)

@@ -28,7 +28,7 @@ from edgebridge.backbones.base import Backbone, ClassifierHead
 from edgebridge.backbones.loading import build_backbone, save_head
 from edgebridge.features import module_fingerprint
 from edgebridge.io import atomic_directory, atomic_write_json
-from edgebridge.metrics import classification_metrics
+from edgebridge.metrics import class_weights, classification_metrics
 
 if TYPE_CHECKING:
     from edgebridge.config import RunConfig
@@ -101,12 +101,6 @@ def cached_readout(cache_root: str | Path, backbone: Backbone, windows: Any, bat
     with atomic_directory(path) as tmp:
         np.savez(tmp / "readout.npz", z=z, y=y)
     return z, y
-
-
-def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
-    """N / (K · count_k) per class (0 for a class without training windows). Shapes: (N,) -> (K,)."""
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    return np.divide(y.size, n_classes * counts, out=np.zeros(n_classes), where=counts > 0)
 
 
 def _scores(head: ClassifierHead, z: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None,

@@ -109,7 +109,11 @@ def prepare_demo_models(cfg: RunConfig, run_dir: Path, windows: dict[str, Any], 
     torch.manual_seed(cfg.train.seed + 1)
     new = pretrain_new_model(get_backbone(cfg.new.backbone, spec=spec_new, **cfg.new.kwargs), x_new,
                              spec_new.fs_hz, cfg.demo.new_epochs, cfg.train.seed)
-    paths = save_demo_models(run_dir / "models", old, new)
+    use_demo_models(cfg, save_demo_models(run_dir / "models", old, new))
+
+
+def use_demo_models(cfg: RunConfig, paths: dict[str, Path]) -> None:
+    """Point the run config at the demo's saved old backbone, old head and new backbone."""
     cfg.old.checkpoint, cfg.old.head, cfg.new.checkpoint = str(paths["old"]), str(paths["head"]), str(paths["new"])
 
 
@@ -230,14 +234,15 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, stop_after: str = "evaluate", re
     for split in ("pair", "val") + (("train",) if cfg.demo.enabled or fit_head else ()):
         if len(windows[split]) == 0:
             raise ValueError(f"the {split} split has no windows; check data.split_fractions and the recordings")
-    if cfg.demo.enabled and not (run_dir / "models" / "new_backbone.safetensors").is_file():
-        log.info("training the demo's frozen models (old: labelled ECG; new: label-free PPG pretext)")
-        prepare_demo_models(cfg, run_dir, windows, spec_new, spec_old)
-    elif cfg.demo.enabled:
-        models_dir = run_dir / "models"
-        cfg.old.checkpoint = str(models_dir / "old_backbone.safetensors")
-        cfg.old.head = str(models_dir / "old_head.safetensors")
-        cfg.new.checkpoint = str(models_dir / "new_backbone.safetensors")
+    if cfg.demo.enabled:
+        from edgebridge.demo import demo_model_paths
+
+        saved = demo_model_paths(run_dir / "models")
+        if all(p.is_file() for p in saved.values()):  # a resumed run keeps its demo models
+            use_demo_models(cfg, saved)
+        else:
+            log.info("training the demo's frozen models (old: labelled ECG; new: label-free PPG pretext)")
+            prepare_demo_models(cfg, run_dir, windows, spec_new, spec_old)
     elif fit_head:  # the paper's stage 1 (g_old): the frozen old model's linear head, before anything reads it
         from edgebridge.old_head import fit_old_head
 

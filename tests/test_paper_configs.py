@@ -27,7 +27,8 @@ from edgebridge.bridge.config import BridgeConfig, ModelRef
 from edgebridge.cli import main
 from edgebridge.config import config_to_toml, load_config
 from edgebridge.data.prepare import prepare_dataset
-from edgebridge.old_head import HeadFitConfig, _fold_standardisation, class_weights, fit_linear_head
+from edgebridge.metrics import class_weights
+from edgebridge.old_head import HeadFitConfig, _fold_standardisation, fit_linear_head
 from edgebridge.pipeline import resolve_specs
 from edgebridge.runs import run_windows
 
