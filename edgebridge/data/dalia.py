@@ -14,7 +14,7 @@ import numpy as np
 
 from edgebridge.data.generic import DataError, DatasetDefaults, SubjectLoader, check_duration
 from edgebridge.data.recordings import UNLABELLED, Labels, Recording, register_loader
-from edgebridge.data.wesad import array_signal, load_pickle, subject_dirs
+from edgebridge.data.wesad import device_signals, load_pickle, subject_dirs
 
 DALIA_CHANNELS: dict[str, tuple[str, str, float, tuple[str, ...]]] = {
     "ecg": ("chest", "ECG", 700.0, ("ECG",)),
@@ -52,14 +52,7 @@ class DaliaLoader(SubjectLoader):
             else None
         duration_s = chest_n / 700.0 if chest_n else activity.size / ACTIVITY_FS_HZ
         check_duration(activity.size, ACTIVITY_FS_HZ, duration_s, f"{path.name} activity", tol_s=2.0)
-        signals = {}
-        for m in opts["modalities"]:
-            if m not in DALIA_CHANNELS:
-                raise DataError(f"dalia has no modality '{m}'; known: {sorted(DALIA_CHANNELS)}")
-            device, key, fs, chans = DALIA_CHANNELS[m]
-            sig = array_signal(data, device, key, fs, chans, str(path))
-            check_duration(sig.data.shape[1], fs, duration_s, f"{path.name} {device}/{key}")
-            signals[m] = sig
+        signals = device_signals(data, DALIA_CHANNELS, opts["modalities"], duration_s, path, "dalia")
         bad = (activity < 0) | (activity > len(ACTIVITIES))
         if bad.any():
             raise DataError(f"{path}: {int(bad.sum())} activity codes outside 0..{len(ACTIVITIES)}")

@@ -87,6 +87,23 @@ def array_signal(data: dict[str, Any], device: str, key: str, fs_hz: float, name
     return Signal(arr, fs_hz, names)
 
 
+def device_signals(data: dict[str, Any], table: dict[str, tuple[str, str, float, tuple[str, ...]]],
+                   modalities: Any, duration_s: float, path: Path, dataset: str) -> dict[str, Signal]:
+    """The requested modalities of a RespiBAN + E4 pickle (WESAD, PPG-DaLiA), each checked to span ``duration_s``.
+
+    ``table`` maps modality -> (device, key, fs_hz, channel names).
+    """
+    signals = {}
+    for m in modalities:
+        if m not in table:
+            raise DataError(f"{dataset} has no modality '{m}'; known: {sorted(table)}")
+        device, key, fs, chans = table[m]
+        sig = array_signal(data, device, key, fs, chans, str(path))
+        check_duration(sig.data.shape[1], fs, duration_s, f"{path.name} {device}/{key}")
+        signals[m] = sig
+    return signals
+
+
 def subject_dirs(root: Path, pkl_suffix: str = ".pkl") -> list[str]:
     """Ids ``S<n>`` of the subject folders, sorted by number (never by file-system order)."""
     ids = [p.name for p in require_dir(root, "data set").iterdir() if p.is_dir() and p.name[:1] == "S"
@@ -158,14 +175,7 @@ class WesadLoader(SubjectLoader):
         if raw.size == 0:
             raise DataError(f"{path}: no 'label' array")
         duration_s = raw.size / LABEL_FS_HZ
-        signals = {}
-        for m in opts["modalities"]:
-            if m not in WESAD_CHANNELS:
-                raise DataError(f"wesad has no modality '{m}'; known: {sorted(WESAD_CHANNELS)}")
-            device, key, fs, chans = WESAD_CHANNELS[m]
-            sig = array_signal(data, device, key, fs, chans, str(path))
-            check_duration(sig.data.shape[1], fs, duration_s, f"{path.name} {device}/{key}")
-            signals[m] = sig
+        signals = device_signals(data, WESAD_CHANNELS, opts["modalities"], duration_s, path, "wesad")
         codes = np.full(raw.size, UNLABELLED, dtype=np.int64)
         for src, dst in CODE_MAPS[len(names)].items():
             codes[raw == src] = dst
