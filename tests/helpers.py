@@ -40,3 +40,24 @@ def tiny_bridged(m: int = 1, l: int = 2, random_b: bool = True, **kw):
     if random_b:
         torch.nn.init.normal_(bridge.B, std=0.5)
     return BridgedModel(new, m, bridge, old, l, head).eval(), new, old, head, bridge
+
+
+def run_file_in_private_netns(test_file: str, env_flag: str, n_inner: int) -> None:
+    """Re-run ``test_file`` under ``unshare -n`` with only ``lo`` up and a multicast route on it, and require
+    ``n_inner`` passed tests there: multicast traffic (LSL discovery, BrainFlow's streaming board) never leaves the
+    machine. Skips with the reason where the namespace cannot be made."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip (util-linux, iproute2) to isolate multicast")
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -n is not permitted here: {probe.stderr.strip()}")
+    cmd = (f"ip link set lo up && ip route add 224.0.0.0/4 dev lo && {env_flag}=1 "
+           f"'{sys.executable}' -m pytest -q -p no:cacheprovider '{test_file}'")
+    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and f"{n_inner} passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]

@@ -7,13 +7,11 @@ can leave the machine (stack_check.md §1.3); the inner test only runs there.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from helpers import run_file_in_private_netns
 
 IN_NETNS = os.environ.get("EDGEBRIDGE_BF_NETNS") == "1"
 GROUP, PORT = "225.1.1.1", 6677
@@ -23,15 +21,7 @@ def test_streaming_board_in_private_netns() -> None:
     if IN_NETNS:
         pytest.skip("already inside the namespace")
     pytest.importorskip("brainflow", reason="brainflow is not installed (pip install 'edgebridge[stream]')")
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare and ip (util-linux, iproute2) to isolate multicast")
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare -n is not permitted here: {probe.stderr.strip()}")
-    cmd = (f"ip link set lo up && ip route add 224.0.0.0/4 dev lo && EDGEBRIDGE_BF_NETNS=1 "
-           f"'{sys.executable}' -m pytest -q -p no:cacheprovider '{__file__}'")
-    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
+    run_file_in_private_netns(__file__, "EDGEBRIDGE_BF_NETNS", 1)
 
 
 @pytest.mark.skipif(not IN_NETNS, reason="runs inside a private netns (see test_streaming_board_in_private_netns)")

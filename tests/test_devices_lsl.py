@@ -7,9 +7,6 @@ multicast route on it; the inner tests only run there. Without permission to uns
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
 
@@ -17,6 +14,8 @@ import numpy as np
 import pytest
 
 pylsl = pytest.importorskip("pylsl", reason="pylsl is not installed (pip install 'edgebridge[stream]')")
+
+from helpers import run_file_in_private_netns  # noqa: E402
 
 from edgebridge.devices.base import SourceError, open_source  # noqa: E402
 from edgebridge.devices.lsl import LslSource  # noqa: E402
@@ -31,15 +30,7 @@ N_INNER = 3
 def test_lsl_in_private_netns() -> None:
     if IN_NETNS:
         pytest.skip("already inside the namespace")
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare and ip (util-linux, iproute2) to isolate LSL multicast")
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare -n is not permitted here: {probe.stderr.strip()}")
-    cmd = (f"ip link set lo up && ip route add 224.0.0.0/4 dev lo && EDGEBRIDGE_LSL_NETNS=1 "
-           f"'{sys.executable}' -m pytest -q -p no:cacheprovider '{__file__}'")
-    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and f"{N_INNER} passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
+    run_file_in_private_netns(__file__, "EDGEBRIDGE_LSL_NETNS", N_INNER)
 
 
 def _outlet(name: str, n_ch: int, fs_hz: float) -> pylsl.StreamOutlet:
