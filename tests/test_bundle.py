@@ -46,7 +46,7 @@ def test_manifest_describes_everything(exported):
     assert m["positions"] == {"in_layer": 1, "out_layer": 2, "rank": 4, "n_prototypes": 8}
     assert m["source"]["new_model"]["backbone"] == "tiny_cnn"
     assert m["calibration"]["n_windows"] == 48 and m["calibration"]["source"] == "test"
-    assert m["packages"]["onnxruntime"] and m["opset"] == 18 and m["exporter"] == "dynamo"
+    assert m["packages"]["onnxruntime"] and m["opset"] == 20 and m["exporter"] == "dynamo"
     for rel, info in m["files"].items():  # independent re-hash of every file
         assert sha256_file(path / rel) == info["sha256"]
     assert set(m["files"]) == {"model.fp32.onnx", "model.fp16.onnx", "model.int8.onnx", "check_windows.npz"}

@@ -15,7 +15,7 @@ from edgebridge.backbones.base import ClassifierHead
 from edgebridge.backbones.registry import get_backbone, get_backbone_entry, list_backbones
 from edgebridge.bridge.compose import BridgedModel
 from edgebridge.bridge.layers import ProtoLowRankBridge
-from edgebridge.export.formats import ExportArgError, validate_args, validate_precisions
+from edgebridge.export.formats import DEFAULT_OPSET, ExportArgError, validate_args, validate_precisions
 from edgebridge.export.onnx import ExportError, check_io, export_onnx, read_metadata
 from edgebridge.export.parity import check_parity, compare
 
@@ -35,7 +35,7 @@ def test_dynamo_export_dynamic_batch_and_parity(tmp_path, new, old):
     info = export_onnx(model, config.spec_new, path, n_classes=3,
                        metadata={"spec": config.spec_new.to_dict(), "class_names": list(CLASSES)})
     assert info.input_shape == (None, 1, 200) and info.output_shape == (None, 3)
-    assert info.exporter == "dynamo" and info.opset == 18
+    assert info.exporter == "dynamo" and info.opset == DEFAULT_OPSET == 20
     assert not list(tmp_path.glob("*.data"))  # single file
     proto = onnx.load(str(path))
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic, not 2

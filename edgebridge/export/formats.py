@@ -12,9 +12,10 @@ from typing import Any
 
 from edgebridge.registry import Registry
 
-#: Opset the ONNX files are exported at unless ``--opset`` says otherwise: torchlib's native opset, native
-#: LayerNormalization (≥17), and inside every TensorRT 10.x parser range (JetPack 6). JetPack 5 (TRT 8.5) needs 17.
-DEFAULT_OPSET = 18
+#: Opset the ONNX files are exported at unless ``--opset`` says otherwise: native LayerNormalization (≥17) and
+#: native Gelu (≥20; below it GELU is five elementwise ops that ORT 1.32 does not fuse back, 2.5 ms of a 19 ms
+#: int8 chain), and the top of every TensorRT 10.x parser range (JetPack 6). JetPack 5 (TRT 8.5) needs 17.
+DEFAULT_OPSET = 20
 #: Highest opset each TensorRT major's ONNX parser accepts (reference/edge_deploy.md §1).
 MAX_OPSET_BY_TRT = {8: 17, 10: 20, 11: 25}
 #: Largest batch of the exported dynamic batch dim recorded in the manifest (TensorRT profile max).
