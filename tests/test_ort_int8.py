@@ -41,20 +41,31 @@ def _run(model_or_path, x: np.ndarray, level: str, optimized_path=None) -> np.nd
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-def test_rewrite_is_exact_and_touches_only_activations(int8_file):
+def test_rewrite_is_exact_and_keeps_conv_matmul_weights_int8(int8_file):
     original = onnx.load(str(int8_file))
+    before = {t.name: onnx.numpy_helper.to_array(t) for t in original.graph.initializer}
     model = onnx.load(str(int8_file))
     changed = to_uint8_activations(model)
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    readers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, set()).add(n.op_type)
     q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     dq_nodes = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
-    weight_dq = [n for n in dq_nodes if n.input[0] in inits]
     act_dq = [n for n in dq_nodes if n.input[0] not in inits]
-    assert changed == len(q_nodes) + len(act_dq) > 0
+    weight_dq = [n for n in dq_nodes if n.input[0] in inits and readers[n.output[0]] & {"Conv", "MatMul", "Gemm"}]
+    const_dq = [n for n in dq_nodes if n.input[0] in inits and n not in weight_dq
+                and inits[n.input[0]].dtype != np.int32]
+    assert const_dq  # the tiny transformer's Linear layers export as MatMul + a bias Add the quantizer made int8
+    assert changed == len(q_nodes) + len(act_dq) + len(const_dq) > 0
     for node in q_nodes + act_dq:  # every activation pair: uint8, zero-point 128 (was int8, 0)
         assert inits[node.input[2]].dtype == np.uint8 and np.all(inits[node.input[2]] == 128), node.name
-    assert weight_dq and all(inits[n.input[0]].dtype in (np.int8, np.int32) for n in weight_dq)  # weights untouched
-    assert all(inits[n.input[2]].dtype != np.uint8 for n in weight_dq)
+    assert weight_dq and all(inits[n.input[0]].dtype == np.int8 for n in weight_dq)  # the S8 of U8S8
+    for node in const_dq:  # element-wise constants (bias Adds): the same values shifted by 128
+        orig_name = node.input[0].removesuffix("__u8")
+        assert inits[node.input[0]].dtype == np.uint8
+        np.testing.assert_array_equal(inits[node.input[0]].astype(int), before[orig_name].astype(int) + 128)
     onnx.checker.check_model(model, full_check=True)
     x = calib_windows(16, seed=5)
     # with every optimisation off ORT evaluates the QDQ graph literally: the two graphs must agree bit for bit
