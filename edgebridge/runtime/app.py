@@ -30,7 +30,8 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from edgebridge.devices.base import Chunk, Source, SourceError, SourceStats, open_source, parse_uri
-from edgebridge.export.bundle import LoadedBundle, load_bundle, open_bundle
+from edgebridge.export.bundle import LoadedBundle, load_bundle, load_check_windows, open_bundle
+from edgebridge.runtime import precision as auto_precision
 from edgebridge.runtime.quality import QualityConfig
 from edgebridge.runtime.sinks import CallbackSink, Sink, open_sink
 from edgebridge.runtime.status import StatusLine, StatusSnapshot
@@ -43,7 +44,6 @@ SourceLike = str | Source | Callable[[], Source]
 SinkLike = str | Sink | Callable[[Prediction], Any]
 #: Sink schemes whose constructor needs the class names (a CSV header, an LSL channel list).
 SINKS_WITH_CLASS_NAMES = ("csv", "lsl")
-GPU_PROVIDERS = ("cuda", "tensorrt")
 #: URI settings that are strings by nature (never turned into numbers or lists): paths, addresses, hex bytes.
 RAW_SETTINGS = frozenset({"file", "serial_port", "mac_address", "ip_address", "serial_number", "other_info", "name",
                           "source_id", "stream_type", "sync", "end", "master_board"})
@@ -247,15 +247,19 @@ class ReconnectingSource:
 
 def open_stream_bundle(bundle: str | Path | LoadedBundle, precision: str = "auto", provider: str | None = None,
                        threads: int | None = None) -> LoadedBundle:
-    """Load a bundle for streaming. ``precision="auto"``: fp16 on a GPU provider when present, else fp32 (on x86 CPU
-    fp16/int8 graphs measured slower than fp32). ORT threads never busy-wait between windows (``spinning=False``)."""
+    """Load a bundle for streaming. ``precision="auto"`` times the trusted precisions on this device and keeps the
+    fastest (``runtime.precision``). ORT threads never busy-wait between windows (``spinning=False``)."""
     if isinstance(bundle, LoadedBundle):
         return bundle
     manifest = open_bundle(bundle)
-    if precision == "auto":
-        gpu = (provider or "cpu").lower() in GPU_PROVIDERS
-        precision = "fp16" if gpu and "fp16" in manifest["precisions"] else "fp32"
-    return load_bundle(bundle, precision=precision, provider=provider, verify=False, threads=threads, spinning=False)
+
+    def load(p: str) -> LoadedBundle:
+        return load_bundle(bundle, precision=p, provider=provider, verify=False, threads=threads, spinning=False)
+
+    if precision != "auto":
+        return load(precision)
+    sample = load_check_windows(Path(bundle), manifest)["x_new"][:1]
+    return auto_precision.fastest(Path(bundle), manifest, load, provider, sample)[0]
 
 
 class LiveStream:
