@@ -1,7 +1,7 @@
 """``--precision auto``: time the bundle's precisions on this device and stream with the fastest trusted one.
 
 Which precision is fastest depends on the chain and the machine, not on a rule: on a 2-core x86 CPU the int8 file
-runs the paper WESAD chain 2× faster than fp32, yet the 80 k-parameter quickstart chain 1.3× slower (Q/DQ overhead
+runs the paper WESAD chain 2× faster than fp32, yet the 80 k-parameter quickstart chain 1.1–1.3× slower (Q/DQ overhead
 beats the integer kernels on tiny matrices); fp16 pays off on GPUs and loses on ORT's CPU EP. So ``auto`` opens each
 candidate, times a few batch-1 calls on the bundle's own check windows and keeps the fastest. int8 is a candidate
 only when its accuracy gate passed at export (a bundle shipped with ``allow_int8_drop`` needs an explicit
