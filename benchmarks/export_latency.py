@@ -162,15 +162,14 @@ def measure(path: Path, model: torch.nn.Module, rounds: int, per_round: int) -> 
     x_new, x_old = torch.from_numpy(check["x_new"][:1]), torch.from_numpy(check["x_old"][:1])
     parts = (model.prefix.backbone, model.prefix.in_layer, model.bridge, model.suffix.backbone, model.suffix.out_layer,
              model.head)
+    def paper_path() -> object:
+        with torch.inference_mode():
+            return hook_injected_forward(*parts, x_new, x_old)
+
     contenders: dict[str, Callable[[], object]] = {}
     before: dict[str, Callable[[], None]] = {}
     for threads in (1, THREADS):
         name = f"PyTorch eager, both full models, {threads} thread{'s' if threads > 1 else ''}"
-
-        def paper_path() -> object:
-            with torch.inference_mode():
-                return hook_injected_forward(*parts, x_new, x_old)
-
         contenders[name] = paper_path
         before[name] = lambda t=threads: torch.set_num_threads(t)
     backends = {}

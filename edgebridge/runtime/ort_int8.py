@@ -37,12 +37,6 @@ def wants_uint8_activations(precision: str | None, providers: list[str], machine
         and machine in X86_MACHINES
 
 
-def _int8_zero_point(inits: dict[str, Any], name: str) -> bool:
-    from onnx import TensorProto
-
-    return name in inits and inits[name].data_type == TensorProto.INT8
-
-
 def to_uint8_activations(model: Any) -> int:
     """Move every int8 activation Q/DQ pair of ``model`` (an onnx ModelProto, edited in place) to uint8.
 
